@@ -1,0 +1,127 @@
+"""The `dualasr` command. Each subcommand imports its own module lazily, so `transcribe` on an
+onnxruntime/ExecuTorch export never imports torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import train
+
+    cfg = load_config(args.config, args.set)
+    out = Path(args.out or f"runs/{cfg.name}")
+    metrics = train(cfg, out, resume=args.resume, device=args.device, progress=not args.no_progress)
+    if "wer_streaming" in metrics:
+        print(f"final valid WER: streaming {metrics['wer_streaming']:.1f}%  full {metrics['wer_full']:.1f}%")
+    print(f"checkpoints in {out}")
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from .corpus import main as corpus_main
+
+    return corpus_main(args.rest)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export.exporter import main as export_main
+
+    return export_main(args)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .export.verify import main as verify_main
+
+    return verify_main(args)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from .runtime.cli import transcribe_main
+
+    return transcribe_main(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks_entry import main  # placeholder replaced by the benchmarks module
+
+    return main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dualasr", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a dual-mode RNN-T")
+    t.add_argument("--config", default="tiny", help="preset name (tiny, tiny-lstm, tiny-contextnet, "
+                   "conformer-s, conformer-m, contextnet-s) or a YAML/JSON file")
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. --set train.max_steps=500 (repeatable)")
+    t.add_argument("--out", help="output folder (default runs/<config name>)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-latest.pt")
+    t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still printed)")
+    t.set_defaults(func=_train)
+
+    c = sub.add_parser("corpus", help="synthesize an English speech corpus offline (see --help)",
+                       add_help=False)
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    c.set_defaults(func=_corpus)
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX / ExecuTorch / Core ML / sherpa-onnx")
+    e.add_argument("checkpoint", nargs="?", help="checkpoint file (default: the built-in model)")
+    e.add_argument("--out", required=True, help="export folder")
+    e.add_argument("--formats", default="onnx,executorch,coreml",
+                   help="comma list of onnx, executorch, coreml, sherpa-onnx")
+    e.add_argument("--quantize", default="none,int8", help="comma list of none, int8")
+    e.add_argument("--chunk-ms", default="320", help="comma list of streaming chunk sizes in ms (e.g. 160,320,640)")
+    e.add_argument("--calibration", help="manifest for static int8 calibration (optional)")
+    e.set_defaults(func=_export)
+
+    v = sub.add_parser("verify", help="check an export against its checkpoint")
+    v.add_argument("export_dir")
+    v.add_argument("--audio", nargs="*", help="audio files for the int8 agreement check")
+    v.add_argument("--json", help="write the report here")
+    v.set_defaults(func=_verify)
+
+    r = sub.add_parser("transcribe", help="transcribe audio with an export (torch-free runtime)")
+    r.add_argument("export_dir", nargs="?", help="export folder (default: the built-in model's export)")
+    r.add_argument("audio", nargs="*")
+    r.add_argument("--mode", choices=["streaming", "full"], default="streaming")
+    r.add_argument("--backend", choices=["onnxruntime", "executorch", "coreml", "torch"], default="onnxruntime")
+    r.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    r.add_argument("--chunk-ms", type=int, help="which exported chunk size (default: the first)")
+    r.add_argument("--decoding", choices=["greedy", "beam"], default="greedy")
+    r.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = runtime default)")
+    r.add_argument("--realtime", action="store_true", help="pace input at wall-clock speed")
+    r.add_argument("--json", action="store_true", help="machine-readable output")
+    r.set_defaults(func=_transcribe)
+
+    b = sub.add_parser("bench", help="benchmark matrix over an export")
+    b.add_argument("export_dir")
+    b.add_argument("--data", help="manifest of test audio")
+    b.add_argument("--json", help="write results here")
+    b.add_argument("--compare", help="baseline JSON to gate against")
+    b.add_argument("--max-regression", default="10%")
+    b.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        # Bad input: say what is wrong and what to do, no traceback from deep inside.
+        print(f"dualasr {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dualasr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Configuration dataclasses and named presets.
+
+A run is described by one `Config` (model + training + data). `dualasr train --config NAME|FILE`
+loads a preset by name or a YAML/JSON file, then applies `--set section.key=value` overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    encoder: str = "conformer"  # "conformer" | "contextnet"
+    num_mel_bins: int = 80
+    subsampling: int = 4  # feature frames stacked per encoder frame (causal by construction)
+    d_model: int = 144
+    num_layers: int = 4
+    num_heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15  # symmetric kernel; streaming keeps the left (k+1)/2 taps
+    left_context: int = 64  # attention window (encoder frames) in streaming mode
+    max_rel_pos: int = 64  # relative position bias is clipped at this distance
+    norm: str = "layer"  # "layer" | "batch" (ContextNet defaults to batch, as in the paper)
+    se_reduction: int = 8  # ContextNet squeeze-excitation bottleneck
+    dropout: float = 0.1
+    predictor: str = "stateless"  # "lstm" (the paper's) | "stateless" (sherpa-onnx compatible)
+    predictor_dim: int = 256
+    predictor_layers: int = 1
+    context_size: int = 2  # stateless predictor: tokens of left context
+    joiner_dim: int = 256
+    vocab_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.conv_kernel % 2 != 1:
+            raise ValueError(f"model.conv_kernel must be odd (symmetric kernel), got {self.conv_kernel}")
+        if self.encoder not in ("conformer", "contextnet"):
+            raise ValueError(f"model.encoder must be 'conformer' or 'contextnet', got {self.encoder!r}")
+        if self.predictor not in ("lstm", "stateless"):
+            raise ValueError(f"model.predictor must be 'lstm' or 'stateless', got {self.predictor!r}")
+        if self.d_model % self.num_heads != 0:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "joint"  # "joint" | "random" | "streaming" | "full" (the paper's Table 4 variants)
+    distill_weight: float = 0.0  # in-place distillation full -> streaming (0 disables)
+    distill_shift: int = 0  # teacher frame shift, -2..2 (negative: earlier emission)
+    streaming_weight: float = 0.5  # joint loss = w * streaming + (1 - w) * full
+    lr: float = 2e-3
+    weight_decay: float = 1e-3
+    warmup_steps: int = 200
+    max_steps: int = 2000
+    max_minutes: float = 0.0  # wall-clock budget, 0 = unlimited
+    max_frames_per_batch: int = 12000  # feature frames (10 ms) per batch
+    grad_clip: float = 5.0
+    spec_augment: bool = True
+    seed: int = 0
+    log_every: int = 20
+    valid_every: int = 200
+    valid_max_utts: int = 100
+    checkpoint_every: int = 200
+    amp: bool = True  # mixed precision where a GPU is present
+    num_workers: int = 0
+
+
+@dataclass
+class DataConfig:
+    train: str = "data/tts/train.jsonl"
+    valid: str = "data/tts/valid.jsonl"
+    tokenizer: str = ""  # sentencepiece model; empty -> trained on the training texts
+    build_corpus: bool = True  # synthesize the TTS corpus if `train` does not exist yet
+    corpus_num_train: int = 1500
+    corpus_num_valid: int = 100
+    corpus_num_test: int = 100
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        unknown = set(d) - {"name", "model", "train", "data"}
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; expected model, train, data")
+        return cls(
+            name=d.get("name", "custom"),
+            model=_build(ModelConfig, d.get("model", {}), "model"),
+            train=_build(TrainConfig, d.get("train", {}), "train"),
+            data=_build(DataConfig, d.get("data", {}), "data"),
+        )
+
+
+def _build(cls, values: dict[str, Any], section: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown {section} keys {sorted(unknown)}; valid keys: {sorted(names)}")
+    return cls(**values)
+
+
+# Named sizes. `tiny` is CI-sized (< 2M params, trains on 2 CPU cores in minutes); the larger
+# ones follow the paper's model sizes in spirit (Conformer S/M, ContextNet S).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": dict(d_model=96, num_layers=4, num_heads=4, ff_mult=4, conv_kernel=15, left_context=32,
+                      predictor="stateless", predictor_dim=160, joiner_dim=160, vocab_size=96,
+                      dropout=0.0),  # minutes of CPU training underfit: dropout only costs time
+        "train": dict(max_steps=100000, max_minutes=9.0, lr=3e-3, warmup_steps=100,
+                      max_frames_per_batch=3000, valid_every=100, checkpoint_every=100),
+    },
+    "tiny-lstm": {
+        "model": dict(d_model=96, num_layers=4, num_heads=4, conv_kernel=15, left_context=32,
+                      predictor="lstm", predictor_dim=160, joiner_dim=160, vocab_size=96),
+        "train": dict(max_minutes=9.0, lr=3e-3, warmup_steps=150, max_frames_per_batch=10000),
+    },
+    "tiny-contextnet": {
+        "model": dict(encoder="contextnet", d_model=256, num_layers=4, conv_kernel=5, norm="batch",
+                      predictor="stateless", predictor_dim=160, joiner_dim=160, vocab_size=96),
+        "train": dict(max_minutes=9.0, lr=3e-3, warmup_steps=150, max_frames_per_batch=10000),
+    },
+    "conformer-s": {  # ~10M, the paper's Conformer-S scale
+        "model": dict(d_model=144, num_layers=16, num_heads=4, conv_kernel=31, left_context=64,
+                      predictor="lstm", predictor_dim=320, joiner_dim=320, vocab_size=1024),
+    },
+    "conformer-m": {
+        "model": dict(d_model=256, num_layers=16, num_heads=4, conv_kernel=31, left_context=64,
+                      predictor="lstm", predictor_dim=640, joiner_dim=640, vocab_size=1024),
+    },
+    "contextnet-s": {
+        "model": dict(encoder="contextnet", d_model=256, num_layers=23, conv_kernel=5, norm="batch",
+                      predictor="lstm", predictor_dim=640, joiner_dim=640, vocab_size=1024),
+    },
+}
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
+    """A preset name or a .yaml/.json file, then `section.key=value` overrides (values parsed as JSON)."""
+    if name_or_path in PRESETS:
+        d = json.loads(json.dumps(PRESETS[name_or_path]))
+        d["name"] = name_or_path
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ValueError(
+                f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file"
+            )
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text) or {}
+        else:
+            d = json.loads(text)
+        d.setdefault("name", path.stem)
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        section, dot, field_name = key.partition(".")
+        if not sep or not dot or section not in ("model", "train", "data"):
+            raise ValueError(f"override {item!r} must look like section.key=value, e.g. train.max_steps=100")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # bare strings such as data.train=foo.jsonl
+        d.setdefault(section, {})[field_name] = value
+    return Config.from_dict(d)

@@ -1,0 +1,216 @@
+"""Dual-mode layers (Yu et al., 2021, Sec. 3).
+
+Each layer runs in `mode="full"` (full context) or `mode="streaming"` (causal) with shared weights,
+except normalization, which keeps one parameter set per mode. Every streaming layer also has a
+`forward_chunk` that takes its left context as explicit state, so a chunked run equals the
+streaming forward over the whole utterance (what the exported step graph relies on).
+
+Shapes: B batch, T frames, D channels, C frames in one chunk.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MODES = ("streaming", "full")
+# A large negative instead of -inf keeps masked softmax finite in fp16 (Core ML) and int8 graphs.
+MASK_VALUE = -1.0e4
+
+
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+class DualNorm(nn.Module):
+    """Two normalization layers, one per mode: the only parameters that are not shared."""
+
+    def __init__(self, dim: int, kind: str = "layer"):
+        super().__init__()
+        if kind not in ("layer", "batch"):
+            raise ValueError(f"norm kind must be 'layer' or 'batch', got {kind!r}")
+        self.kind = kind
+        make = (lambda: nn.LayerNorm(dim)) if kind == "layer" else (lambda: nn.BatchNorm1d(dim))
+        self.full = make()
+        self.streaming = make()
+
+    def forward(self, x: Tensor, mode: str) -> Tensor:
+        """x: [B, T, D] -> [B, T, D]"""
+        norm = self.streaming if mode == "streaming" else self.full
+        if self.kind == "batch":
+            return norm(x.transpose(1, 2)).transpose(1, 2)
+        return norm(x)
+
+
+class DualModeDepthwiseConv(nn.Module):
+    """Depthwise conv with one symmetric kernel of size k.
+
+    Streaming multiplies the kernel by a mask that keeps the left (k+1)/2 taps, so output t only
+    sees frames t-(k-1)/2 .. t.
+    """
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.kernel_size = kernel_size
+        self.left = (kernel_size - 1) // 2  # frames of left context (= streaming cache length)
+        self.weight = nn.Parameter(torch.randn(channels, 1, kernel_size) / math.sqrt(kernel_size))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        mask = torch.zeros(kernel_size)
+        mask[: self.left + 1] = 1.0
+        self.register_buffer("causal_mask", mask, persistent=False)
+
+    def forward(self, x: Tensor, mode: str) -> Tensor:
+        """x: [B, D, T] -> [B, D, T]"""
+        weight = self.weight * self.causal_mask if mode == "streaming" else self.weight
+        return F.conv1d(x, weight, self.bias, padding=self.left, groups=x.shape[1])
+
+    def forward_chunk(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
+        """Streaming on a chunk. x: [B, D, C], cache: [B, D, (k-1)/2] -> (y [B, D, C], new cache)."""
+        xx = torch.cat([cache, x], dim=2)
+        y = F.conv1d(xx, self.weight[:, :, : self.left + 1], self.bias, groups=x.shape[1])
+        return y, xx[:, :, xx.shape[2] - self.left :]
+
+
+def dual_mode_mean(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
+    """Average pooling over time, parameter-free.
+
+    full: global mean over the valid frames, broadcast to every frame.
+    streaming: cumulative mean, frame t averages frames 0..t.
+    x: [B, T, D], lengths: [B] -> [B, T, D] (full: [B, 1, D])
+    """
+    if mode == "streaming":
+        count = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype).view(1, -1, 1)
+        return torch.cumsum(x, dim=1) / count
+    if lengths is None:
+        return x.mean(dim=1, keepdim=True)
+    valid = _valid_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+    return (x * valid).sum(dim=1, keepdim=True) / lengths.clamp(min=1).view(-1, 1, 1).to(x.dtype)
+
+
+def streaming_mean_chunk(x: Tensor, running_sum: Tensor, processed: Tensor) -> tuple[Tensor, Tensor]:
+    """Cumulative mean for one chunk. x: [B, C, D], running_sum: [B, D], processed: [B] int64 frames
+    before this chunk -> (mean [B, C, D], new running_sum [B, D])."""
+    steps = torch.arange(1, x.shape[1] + 1, device=x.device).view(1, -1)
+    count = (processed.view(-1, 1) + steps).to(x.dtype).unsqueeze(-1)  # integer until the divide
+    csum = torch.cumsum(x, dim=1) + running_sum.unsqueeze(1)
+    return csum / count, csum[:, -1]
+
+
+def _valid_mask(lengths: Tensor, max_len: int) -> Tensor:
+    """[B] -> [B, T] bool, True on valid frames."""
+    return torch.arange(max_len, device=lengths.device).view(1, -1) < lengths.view(-1, 1)
+
+
+class DualModeSelfAttention(nn.Module):
+    """Multi-head self-attention: all frames in full mode; in streaming, frame t attends to
+    t-left_context .. t (a bounded window keeps the on-device cache bounded).
+
+    Position enters through a learned per-head bias on the clipped relative distance, which is
+    shift-invariant, so the streaming step needs no absolute frame offset.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, left_context: int, max_rel_pos: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.left_context = left_context
+        self.max_rel_pos = max_rel_pos
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.rel_bias = nn.Embedding(2 * max_rel_pos + 1, num_heads)
+        self.dropout = nn.Dropout(dropout)
+
+    def _bias(self, rel: Tensor) -> Tensor:
+        """rel (query pos - key pos): [Tq, Tk] int64 -> [H, Tq, Tk]"""
+        idx = rel.clamp(-self.max_rel_pos, self.max_rel_pos) + self.max_rel_pos
+        return self.rel_bias(idx).permute(2, 0, 1)
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, allowed: Tensor) -> Tensor:
+        """q: [B, Tq, D], k/v: [B, Tk, D], bias: [H, Tq, Tk], allowed: broadcastable to [B, 1, Tq, Tk]."""
+        B, Tq, D = q.shape
+        Tk = k.shape[1]
+        q = q.view(B, Tq, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(B, Tk, self.num_heads, self.head_dim).transpose(1, 2)
+        v = v.view(B, Tk, self.num_heads, self.head_dim).transpose(1, 2)
+        scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim) + bias.unsqueeze(0)
+        scores = scores.masked_fill(torch.logical_not(allowed), MASK_VALUE)
+        attn = self.dropout(torch.softmax(scores, dim=-1))
+        y = torch.matmul(attn, v).transpose(1, 2).reshape(B, Tq, D)
+        return self.out(y)
+
+    def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
+        """x: [B, T, D], lengths: [B] -> [B, T, D]"""
+        T = x.shape[1]
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        pos = torch.arange(T, device=x.device)
+        rel = pos.view(-1, 1) - pos.view(1, -1)
+        allowed = torch.ones(T, T, dtype=torch.bool, device=x.device)
+        if mode == "streaming":
+            allowed = torch.logical_and(rel >= 0, rel <= self.left_context)
+        allowed = allowed.view(1, 1, T, T)
+        if lengths is not None:
+            allowed = torch.logical_and(allowed, _valid_mask(lengths, T).view(-1, 1, 1, T))
+        return self._attend(q, k, v, self._bias(rel), allowed)
+
+    def forward_chunk(self, x: Tensor, cache: Tensor, processed: Tensor) -> tuple[Tensor, Tensor]:
+        """Streaming on a chunk.
+
+        x: [B, C, D]; cache: [B, W, D] the last W attention inputs (W = left_context);
+        processed: [B] int64 frames seen before this chunk (masks the cache while it fills up).
+        Returns (y [B, C, D], new cache [B, W, D]).
+        """
+        C = x.shape[1]
+        W = self.left_context
+        kv_in = torch.cat([cache, x], dim=1)
+        q, k, v = self.qkv(kv_in).chunk(3, dim=-1)
+        q = q[:, W:]
+        qpos = torch.arange(C, device=x.device).view(-1, 1) + W
+        kpos = torch.arange(W + C, device=x.device).view(1, -1)
+        rel = qpos - kpos
+        in_window = torch.logical_and(rel >= 0, rel <= W)  # [C, W+C]
+        # Cache slot j holds a real frame once j >= W - processed; integer compare, no float math.
+        filled = kpos >= (W - processed).view(-1, 1)  # [B, W+C]
+        allowed = torch.logical_and(in_window.unsqueeze(0), filled.unsqueeze(1)).unsqueeze(1)
+        y = self._attend(q, k, v, self._bias(rel), allowed)
+        return y, kv_in[:, C:]
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, mult: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, mult * d_model), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(mult * d_model, d_model), nn.Dropout(dropout),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class FrameStacking(nn.Module):
+    """Time reduction by stacking `factor` consecutive frames and projecting: output frame t only
+    sees input frames factor*t .. factor*t+factor-1, so it is causal and needs no streaming cache
+    when chunks are a multiple of `factor` frames. A per-frame dual LayerNorm on the input stands
+    in for CMVN so the exported graph takes raw kaldi fbank (what sherpa-onnx feeds)."""
+
+    def __init__(self, in_dim: int, d_model: int, factor: int, dropout: float):
+        super().__init__()
+        self.factor = factor
+        self.in_norm = DualNorm(in_dim, "layer")
+        self.proj = nn.Linear(in_dim * factor, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
+        """x: [B, T, F] -> ([B, T // factor, D], lengths // factor)"""
+        B, T, Fdim = x.shape
+        Tout = T // self.factor
+        x = self.in_norm(x[:, : Tout * self.factor], mode)
+        x = x.reshape(B, Tout, self.factor * Fdim)
+        out_lens = None if lengths is None else torch.div(lengths, self.factor, rounding_mode="floor")
+        return self.dropout(self.proj(x)), out_lens

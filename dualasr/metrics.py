@@ -1,0 +1,154 @@
+"""Evaluation metrics: WER, emission latency, end-of-speech detection, lattice plot.
+
+Deliberately torch-free (numpy, jiwer, matplotlib only) so the on-device harness
+and report scripts can use it without torch.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = [
+    "wer",
+    "emission_latency",
+    "latency_percentiles",
+    "energy_end_of_speech",
+    "plot_emission_lattice",
+]
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    """Corpus word error rate: (S + D + I) / reference words, via jiwer.
+
+    Empty references are allowed (their hypothesis words count as insertions).
+    If the whole corpus has no reference words, returns 0.0 when the hypotheses
+    are empty too and 1.0 otherwise (why: avoid a division by zero / inf).
+    """
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    import jiwer  # local: keep `import dualasr.metrics` cheap
+
+    errors = 0
+    n_ref = 0
+    pairs = []
+    for r, h in zip(refs, hyps):
+        r_words, h_words = r.split(), h.split()
+        if not r_words:
+            # why: jiwer < 4 rejects empty references; all hypothesis words are insertions.
+            errors += len(h_words)
+        else:
+            pairs.append((" ".join(r_words), " ".join(h_words)))
+    if pairs:
+        out = jiwer.process_words([p[0] for p in pairs], [p[1] for p in pairs])
+        errors += out.substitutions + out.deletions + out.insertions
+        n_ref += out.hits + out.substitutions + out.deletions
+    if n_ref == 0:
+        return 0.0 if errors == 0 else 1.0
+    return errors / n_ref
+
+
+def emission_latency(emission_times_s: list[float], speech_end_s: float) -> float | None:
+    """Time of the last emitted token of the final hypothesis minus end of speech.
+
+    Negative when the last token comes out before the (energy-based) end of speech.
+    Returns None when nothing was emitted.
+    """
+    if len(emission_times_s) == 0:
+        return None
+    return float(emission_times_s[-1]) - float(speech_end_s)
+
+
+def latency_percentiles(latencies: list[float | None]) -> dict[str, float]:
+    """{"p50", "p90"} of the latencies, ignoring None (NaN for both when none remain)."""
+    vals = np.asarray([x for x in latencies if x is not None], dtype=np.float64)
+    if vals.size == 0:
+        return {"p50": float("nan"), "p90": float("nan")}
+    return {"p50": float(np.percentile(vals, 50)), "p90": float(np.percentile(vals, 90))}
+
+
+def energy_end_of_speech(
+    samples: np.ndarray, sample_rate: int, frame_ms: float = 10, threshold_db: float = -40
+) -> float:
+    """End time (s) of the last frame whose energy is within `threshold_db` of the loudest.
+
+    Args:
+        samples: [N] or [N, C] audio (int or float; channels are averaged).
+        sample_rate: Hz.
+        frame_ms: non-overlapping analysis frame length.
+        threshold_db: threshold relative to the maximum frame energy (negative).
+
+    Returns:
+        Seconds; 0.0 for empty or all-zero audio.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim == 2:
+        x = x.mean(axis=1)
+    if x.ndim != 1:
+        raise ValueError(f"samples must be [N] or [N, C], got shape {x.shape}")
+    frame_len = max(1, int(round(sample_rate * frame_ms / 1000.0)))
+    n_frames = int(np.ceil(x.size / frame_len))
+    if n_frames == 0:
+        return 0.0
+    padded = np.zeros(n_frames * frame_len)
+    padded[: x.size] = x
+    energy = (padded.reshape(n_frames, frame_len) ** 2).mean(axis=1)
+    peak = energy.max()
+    if peak <= 0.0:
+        return 0.0
+    db = 10.0 * np.log10(np.maximum(energy, 1e-300) / peak)
+    last = int(np.nonzero(db > threshold_db)[0][-1])
+    # Clip to the true length: the last frame may be partial.
+    return min((last + 1) * frame_len, x.size) / float(sample_rate)
+
+
+def plot_emission_lattice(
+    path: str,
+    frames_by_mode: dict[str, list[int]],
+    tokens: list[str] | None,
+    frame_shift_s: float,
+    title: str,
+) -> None:
+    """Save a PNG of token emission times per mode (like Figure 4 of the paper).
+
+    x axis: time (s); one row per mode; a marker (labelled with the token when
+    `tokens` is given) at every emission. Written atomically (temp file + rename).
+    """
+    # why: the object-oriented Agg API leaves pyplot's global backend untouched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    modes = list(frames_by_mode)
+    fig = Figure(figsize=(10, 1.0 + 0.8 * max(1, len(modes))))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for row, mode in enumerate(modes):
+        times = [f * frame_shift_s for f in frames_by_mode[mode]]
+        ax.scatter(times, [row] * len(times), marker="|", s=200)
+        if tokens is not None:
+            for tm, tok in zip(times, tokens):
+                ax.annotate(
+                    tok, (tm, row), xytext=(0, 8), textcoords="offset points",
+                    rotation=45, fontsize=8, ha="left",
+                )
+    ax.set_yticks(range(len(modes)))
+    ax.set_yticklabels(modes)
+    ax.set_ylim(-0.5, len(modes) - 0.3)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+
+    out_dir = os.path.dirname(os.path.abspath(path))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp_lattice_", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,325 @@
+"""Dual-mode training: joint (both modes every step), random (one mode per step) or a single mode,
+with optional in-place distillation from the full-context mode into the streaming mode.
+
+Runs on CPU, one GPU (bf16 autocast), or several processes under `torchrun` (DDP; gloo on CPU).
+Resuming continues exactly: the data order, SpecAugment masks and mode choices are functions of
+(seed, step), and the dropout RNG is saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import Config
+from .data import DurationBucketSampler, FeatureDataset, collate, read_manifest
+from .decoding import greedy_search
+from .features import spec_augment
+from .loss import distillation_loss, rnnt_loss
+from .metrics import wer
+from .model import Transducer, count_parameters
+from .tokenizer import Tokenizer, normalize_text
+
+LATEST = "checkpoint-latest.pt"
+BEST = "checkpoint-best.pt"
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    d = _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(d.local_rank)
+    return d
+
+
+def _lr_factor(step: int, warmup: int) -> float:
+    """Linear warmup then inverse-square-root decay (Noam), 1.0 at the end of warmup."""
+    step = max(step, 1)
+    return min(step / max(warmup, 1), math.sqrt(max(warmup, 1) / step))
+
+
+def _modes_for_step(mode: str, seed: int, step: int) -> list[str]:
+    if mode == "joint":
+        return ["streaming", "full"]
+    if mode == "random":  # the paper's randomly-sampled training; a function of (seed, step)
+        return [random.Random(seed * 1_000_003 + step).choice(["streaming", "full"])]
+    return [mode]
+
+
+def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, step: int) -> dict[str, Tensor]:
+    """The training objective of one step; returns {"loss", "rnnt_streaming", "rnnt_full", "distill"}."""
+    tc = cfg.train
+    feats, feat_lens = batch["feats"], batch["feat_lens"]
+    tokens, token_lens = batch["tokens"], batch["token_lens"]
+    if tc.spec_augment and model.training:
+        gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
+        feats = spec_augment(feats, feat_lens, generator=gen)
+    modes = _modes_for_step(tc.mode, tc.seed, step)
+    pred = model.predictor(tokens)  # shared by both modes: computed once
+    logits: dict[str, Tensor] = {}
+    out: dict[str, Tensor] = {}
+    for mode in modes:
+        enc, enc_lens = model.encode(feats, feat_lens, mode)
+        logits[mode] = model.lattice_logits(enc, pred)
+        out[f"rnnt_{mode}"] = rnnt_loss(logits[mode], tokens, enc_lens, token_lens)
+    if len(modes) == 2:
+        w = tc.streaming_weight
+        loss = 2.0 * (w * out["rnnt_streaming"] + (1.0 - w) * out["rnnt_full"])  # w=0.5: plain sum
+    else:
+        loss = out[f"rnnt_{modes[0]}"]
+    if tc.distill_weight > 0 and len(modes) == 2:
+        out["distill"] = distillation_loss(
+            logits["streaming"], logits["full"].detach(), tokens, enc_lens, token_lens, shift=tc.distill_shift
+        )
+        loss = loss + tc.distill_weight * out["distill"]
+    out["loss"] = loss
+    return out
+
+
+class DualModeObjective(nn.Module):
+    """`compute_losses` as a module, so DDP can wrap it and all-reduce the gradients."""
+
+    def __init__(self, model: Transducer, cfg: Config):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+
+    def forward(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        return compute_losses(self.model, batch, self.cfg, step)
+
+
+@torch.no_grad()
+def evaluate(model: Transducer, dataset: FeatureDataset, tokenizer: Tokenizer, device: torch.device,
+             max_utts: int = 0, batch_frames: int = 20000) -> dict[str, float]:
+    """Greedy-decode the set in both modes -> {"wer_streaming", "wer_full"} (percent)."""
+    was_training = model.training
+    model.eval()
+    n = len(dataset) if max_utts <= 0 else min(max_utts, len(dataset))
+    indices = sorted(range(n), key=lambda i: dataset.features(i).shape[0])
+    refs: list[str] = []
+    hyps: dict[str, list[str]] = {"streaming": [], "full": []}
+    batch: list[int] = []
+    batches: list[list[int]] = []
+    for i in indices:
+        if batch and (len(batch) + 1) * dataset.features(i).shape[0] > batch_frames:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    for idx in batches:
+        b = collate([dataset[i] for i in idx])
+        refs.extend(normalize_text(t) for t in b["texts"])
+        for mode in hyps:
+            enc, enc_lens = model.encode(b["feats"].to(device), b["feat_lens"].to(device), mode)
+            for h in greedy_search(model, enc, enc_lens):
+                hyps[mode].append(tokenizer.decode(h.tokens))
+    model.train(was_training)
+    return {f"wer_{mode}": 100.0 * wer(refs, h) for mode, h in hyps.items()}
+
+
+def _prepare_data(cfg: Config, out_dir: Path, dd: _Dist) -> tuple[Path, Path]:
+    """Make sure the manifests exist (building the TTS corpus if asked) -> (train, valid)."""
+    train_path, valid_path = Path(cfg.data.train), Path(cfg.data.valid)
+    if not train_path.is_file():
+        if not cfg.data.build_corpus:
+            raise FileNotFoundError(
+                f"training manifest {train_path} not found; point data.train at a JSONL manifest or a "
+                f"LibriSpeech folder, or set data.build_corpus=true to synthesize one"
+            )
+        if dd.main:
+            from .corpus import build_corpus
+
+            print(f"building the synthetic corpus in {train_path.parent} (first run only)", flush=True)
+            build_corpus(train_path.parent, num_train=cfg.data.corpus_num_train,
+                         num_valid=cfg.data.corpus_num_valid, num_test=cfg.data.corpus_num_test,
+                         seed=cfg.train.seed)
+        if dd.world > 1:
+            dist.barrier()
+    return train_path, valid_path
+
+
+def _load_utterances(path: Path):
+    from .data import load_utterances
+
+    return load_utterances(path) if path.is_dir() else read_manifest(path)
+
+
+def _prepare_tokenizer(cfg: Config, out_dir: Path, train_utts, dd: _Dist) -> Tokenizer:
+    target = out_dir / "tokenizer.model"
+    if not target.is_file():
+        if dd.main:
+            if cfg.data.tokenizer:
+                shutil.copyfile(cfg.data.tokenizer, target)
+            else:
+                Tokenizer.train((u.text for u in train_utts), target, vocab_size=cfg.model.vocab_size)
+        if dd.world > 1:
+            dist.barrier()
+    return Tokenizer(target)
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train per `cfg`, writing checkpoints and `metrics.jsonl` into out_dir. Returns final metrics."""
+    out_dir = Path(out_dir)
+    dd = _init_distributed()
+    dev = torch.device(device or (f"cuda:{dd.local_rank}" if torch.cuda.is_available() else "cpu"))
+    tc = cfg.train
+    if dd.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    train_path, valid_path = _prepare_data(cfg, out_dir, dd)
+    train_utts = _load_utterances(train_path)
+    valid_utts = _load_utterances(valid_path) if valid_path.exists() else []
+    tokenizer = _prepare_tokenizer(cfg, out_dir, train_utts, dd)
+    cfg.model.vocab_size = tokenizer.vocab_size  # a small corpus may give fewer pieces than asked
+
+    torch.manual_seed(tc.seed)
+    model = Transducer(cfg.model).to(dev)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, tc.warmup_steps))
+    step, epoch, batch_in_epoch, best = 0, 0, 0, float("inf")
+
+    latest = out_dir / LATEST
+    if resume and latest.is_file():
+        ckpt = read_checkpoint(latest)
+        model.load_state_dict(ckpt["model"])
+        st = ckpt["training_state"]
+        optimizer.load_state_dict(st["optimizer"])
+        scheduler.load_state_dict(st["scheduler"])
+        step, epoch, batch_in_epoch, best = st["step"], st["epoch"], st["batch_in_epoch"], st["best"]
+        torch.set_rng_state(st["rng"])
+        if dd.main:
+            print(f"resumed from {latest} at step {step}", flush=True)
+    elif resume and dd.main:
+        print(f"--resume: no {latest} yet, starting fresh", flush=True)
+
+    objective: nn.Module = DualModeObjective(model, cfg)
+    if dd.world > 1:
+        # Single-mode and random training leave one norm set unused in a step.
+        objective = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=tc.mode != "joint",
+        )
+
+    train_set = FeatureDataset(train_utts, tokenizer)
+    valid_set = FeatureDataset(valid_utts, tokenizer) if valid_utts else None
+    sampler = DurationBucketSampler(train_set.frame_lengths(), tc.max_frames_per_batch, seed=tc.seed,
+                                    num_replicas=dd.world, rank=dd.rank)
+    loader_kw = dict(batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers)
+    use_amp = tc.amp and dev.type == "cuda"
+    n_params = count_parameters(model)
+    if dd.main:
+        print(f"config {cfg.name}: {cfg.model.encoder} encoder, {n_params / 1e6:.2f}M params, "
+              f"{len(train_utts)} train utts, mode={tc.mode}, distill={tc.distill_weight}@{tc.distill_shift}, "
+              f"device={dev}, world={dd.world}", flush=True)
+        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    def checkpoint(path: Path, metrics: dict[str, Any]) -> None:
+        state = {
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best, "rng": torch.get_rng_state(),
+            "metrics": metrics,
+        }
+        save_checkpoint(path, model, cfg, out_dir / "tokenizer.model", state)
+
+    def log(record: dict[str, Any]) -> None:
+        with open(out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    start = time.time()
+    last: dict[str, Any] = {}
+    bar = None
+    if progress and dd.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.max_steps, initial=step, unit="step", dynamic_ncols=True)
+    audio_s = 0.0
+    t_window = time.time()
+    done = step >= tc.max_steps
+    model.train()
+    while not done:
+        sampler.set_epoch(epoch)
+        sampler.skip_batches(batch_in_epoch)
+        for batch in torch.utils.data.DataLoader(train_set, **loader_kw):
+            batch = {k: v.to(dev) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                losses = objective(batch, step)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            batch_in_epoch += 1
+            audio_s += float(batch["feat_lens"].sum()) * 0.01
+            elapsed_min = (time.time() - start) / 60
+            out_of_time = tc.max_minutes > 0 and elapsed_min >= tc.max_minutes
+            done = step >= tc.max_steps or out_of_time
+            if dd.world > 1:  # every rank must stop at the same step; rank 0's clock decides
+                flag = torch.tensor([int(done)], device=dev)
+                dist.broadcast(flag, src=0)
+                done = bool(flag.item())
+            if dd.main and (step % tc.log_every == 0 or done):
+                rate = audio_s / max(time.time() - t_window, 1e-6)
+                last = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
+                        "grad_norm": float(grad_norm), "audio_s_per_s": rate,
+                        **{k: float(v.detach()) for k, v in losses.items()}}
+                log(last)
+                audio_s, t_window = 0.0, time.time()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", x_realtime=f"{rate:.1f}")
+            if bar is not None:
+                bar.update(1)
+            if dd.main and valid_set is not None and (step % tc.valid_every == 0 or done):
+                scores = evaluate(model, valid_set, tokenizer, dev, tc.valid_max_utts)
+                record = {"step": step, "minutes": elapsed_min, **scores}
+                log(record)
+                last.update(record)
+                msg = f"step {step}: valid WER streaming {scores['wer_streaming']:.1f}% full {scores['wer_full']:.1f}%"
+                (bar.write if bar is not None else print)(msg)
+                current = scores["wer_streaming"] + scores["wer_full"]
+                if current < best:
+                    best = current
+                    checkpoint(out_dir / BEST, record)
+            if dd.main and (step % tc.checkpoint_every == 0 or done):
+                checkpoint(latest, last)
+            if done:
+                break
+        else:
+            epoch += 1
+            batch_in_epoch = 0
+    if bar is not None:
+        bar.close()
+    if dd.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return last
+

@@ -1,0 +1,515 @@
+"""`dualasr export`: one checkpoint -> one self-contained export folder.
+
+The model is traced once per mode (full, streaming step per chunk size, predictor, joiner; see
+wrappers.py) and handed to one writer module per format. Writers are plug-ins with one function:
+
+    write(graphs: dict[str, nn.Module], example_inputs: dict[str, tuple[Tensor, ...]],
+          export_dir: Path, precision: str, calibration: list[dict] | None) -> dict
+
+which writes below export_dir/<format>/<precision>/ and returns that precision's "artifacts" entry
+(paths relative to export_dir; an optional "weight_sharing": {"shared_bytes", "separate_bytes"} is
+moved into the manifest's weight_sharing table). Modules: onnx_writer (fp32, int8), executorch_writer
+(fp32, int8), coreml_writer (fp16, int8), sherpa_writer (fp32, int8). `calibration` is None or a list
+of {"id": str, "features": Tensor [1, T, F] float32} (kaldi fbank of real audio) for static int8.
+
+The export is built in a temp folder beside --out and renamed into place at the end, so a crash
+never leaves a half-written folder over a good export. A writer that is missing or fails does not
+stop the others: the export holds what worked, manifest["errors"] says what did not, and the
+command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, check_relative_path, write_manifest
+from .wrappers import FRAME_SHIFT_MS, FullEncoder, JoinerStep, PredictorStep, StreamingEncoderStep, graphs_for
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "ExportError",
+    "FORMATS",
+    "example_inputs_for",
+    "export_checkpoint",
+    "graph_io",
+    "main",
+]
+
+# format -> (writer module under dualasr.export, precision for --quantize none, for int8)
+FORMATS: dict[str, tuple[str, dict[str, str]]] = {
+    "onnx": ("onnx_writer", {"none": "fp32", "int8": "int8"}),
+    "executorch": ("executorch_writer", {"none": "fp32", "int8": "int8"}),
+    "coreml": ("coreml_writer", {"none": "fp16", "int8": "int8"}),
+    "sherpa-onnx": ("sherpa_writer", {"none": "fp32", "int8": "int8"}),
+}
+QUANTIZE = ("none", "int8")
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default" / "model.pt"
+# Example length for tracing the full encoder: a multiple of the subsampling, well inside the
+# dynamic range the writers declare (ExecuTorch: 12 .. 3000 frames).
+EXAMPLE_FULL_FRAMES = 400
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+class ExportError(ValueError):
+    """Nothing could be exported, or the request is invalid; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------- graph I/O
+
+
+def _dtype_name(t: Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def io_names(module: nn.Module) -> tuple[list[str], list[str], list[int | None], list[int | None]]:
+    """(input names, output names, input batch dims, output batch dims) of one traced graph.
+
+    The names are the manifest contract (runtime and sherpa-onnx rely on them); a batch dim of
+    None means the tensor has no batch axis (the full encoder is batch 1 everywhere).
+    """
+    if isinstance(module, FullEncoder):
+        return ["features"], ["encoder_out"], [None], [None]
+    if isinstance(module, StreamingEncoderStep):
+        states = list(module.state_names)
+        dims = [0, *module.encoder.state_batch_dims]
+        return ["features", *states], ["encoder_out", *[f"new_{s}" for s in states]], dims, dims
+    if isinstance(module, PredictorStep):
+        states = module.state_names()
+        dims = [0, *module.predictor.state_batch_dims()]
+        return ["context", *states], ["predictor_out", *[f"new_{s}" for s in states]], dims, dims
+    if isinstance(module, JoinerStep):
+        return ["encoder_out", "predictor_out"], ["logits"], [0, 0], [0]
+    raise TypeError(f"no I/O contract for graph module {type(module).__name__}")
+
+
+@torch.no_grad()
+def graph_io(graphs: dict[str, nn.Module], example_inputs: dict[str, tuple[Tensor, ...]]) -> dict[str, dict]:
+    """Manifest "graphs" table: name -> {"inputs": [spec], "outputs": [spec]}.
+
+    A spec is {"name", "shape", "dtype"[, "batch_dim"]}: shapes are for batch 1 (what every backend
+    accepts); batch_dim marks the axis the ONNX graphs take dynamically. encoder_full's time axes
+    are the strings "T" / "T_out" (dynamic everywhere).
+    """
+    table: dict[str, dict] = {}
+    for name, module in graphs.items():
+        ins, outs, in_dims, out_dims = io_names(module)
+        example = example_inputs[name]
+        result = module(*example)
+        result = result if isinstance(result, tuple) else (result,)
+        if len(example) != len(ins) or len(result) != len(outs):
+            raise ExportError(f"graph {name}: {len(example)} inputs / {len(result)} outputs, expected {ins} -> {outs}")
+
+        def spec(n: str, t: Tensor, bdim: int | None, time_axis: str | None) -> dict:
+            shape: list[int | str] = list(t.shape)
+            d: dict[str, Any] = {"name": n, "shape": shape, "dtype": _dtype_name(t)}
+            if bdim is not None:
+                shape[bdim] = 1
+                d["batch_dim"] = bdim
+            if time_axis:
+                shape[1] = time_axis
+            return d
+
+        full = isinstance(module, FullEncoder)
+        table[name] = {
+            "inputs": [spec(n, t, b, "T" if full else None) for n, t, b in zip(ins, example, in_dims)],
+            "outputs": [spec(n, t, b, "T_out" if full else None) for n, t, b in zip(outs, result, out_dims)],
+        }
+    return table
+
+
+def example_inputs_for(graphs: dict[str, nn.Module], model: nn.Module) -> dict[str, tuple[Tensor, ...]]:
+    """Batch-1 example inputs per graph (deterministic, speech-like scale for the features)."""
+    g = torch.Generator().manual_seed(0)
+    cfg = model.cfg
+    out: dict[str, tuple[Tensor, ...]] = {}
+    for name, m in graphs.items():
+        if isinstance(m, FullEncoder):
+            out[name] = (torch.randn(1, EXAMPLE_FULL_FRAMES, cfg.num_mel_bins, generator=g) * 2.0 - 8.0,)
+        elif isinstance(m, (StreamingEncoderStep, PredictorStep)):
+            out[name] = m.example_inputs(1)
+        elif isinstance(m, JoinerStep):
+            out[name] = (torch.randn(1, cfg.d_model, generator=g), torch.randn(1, cfg.predictor_dim, generator=g))
+        else:
+            raise TypeError(f"unknown graph {name}")
+    return out
+
+
+# ----------------------------------------------------------------------------- manifest parts
+
+
+def _tool_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("torch", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools", "sherpa-onnx"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _model_entries(model: nn.Module, graphs: dict[str, nn.Module], tokenizer_vocab: int) -> dict[str, Any]:
+    import dataclasses
+
+    from dualasr.features import FbankConfig
+
+    cfg = model.cfg
+    pred = PredictorStep(model)
+    pred_states = [
+        {"name": n, "shape": list(t.shape), "dtype": _dtype_name(t), "batch_dim": d, "init": "zeros"}
+        for n, t, d in zip(pred.state_names(), model.predictor.init_state(1), model.predictor.state_batch_dims())
+    ]
+    streaming = []
+    for name, m in graphs.items():
+        if isinstance(m, StreamingEncoderStep):
+            streaming.append({
+                "chunk_ms": m.chunk_ms, "chunk_frames": m.chunk_frames,
+                "encoder_frames": m.chunk_frames // cfg.subsampling, "graph": name,
+                "states": [{**s.to_dict(), "init": "zeros"} for s in m.state_specs(1)],
+            })
+    if tokenizer_vocab != cfg.vocab_size:
+        raise ExportError(f"tokenizer has {tokenizer_vocab} pieces but the model outputs {cfg.vocab_size}; the checkpoint is inconsistent")
+    return {
+        "model": dataclasses.asdict(cfg),
+        "features": FbankConfig(num_mel_bins=cfg.num_mel_bins).to_dict(),
+        "frame_shift_ms": FRAME_SHIFT_MS,
+        "subsampling": cfg.subsampling,
+        "blank_id": 0,
+        "vocab_size": cfg.vocab_size,
+        "encoder_dim": cfg.d_model,
+        "tokenizer": {"file": "tokenizer.model", "tokens_txt": "tokens.txt"},
+        "predictor": {
+            "type": cfg.predictor, "context_size": model.predictor.context_size,
+            "initial_context": model.predictor.initial_context(), "states": pred_states,
+        },
+        "streaming": streaming,
+    }
+
+
+def _folder_bytes(root: Path, rels: list[str]) -> int:
+    total = 0
+    for rel in rels:
+        p = root / rel
+        if p.is_file():
+            total += p.stat().st_size
+        elif p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return total
+
+
+def _entry_paths(entry: dict) -> list[str]:
+    paths = [v for v in (entry.get("graphs") or {}).values() if isinstance(v, str)]
+    paths += [entry[k] for k in ("weights", "package") if isinstance(entry.get(k), str)]
+    return paths
+
+
+def _check_entry(root: Path, fmt: str, precision: str, entry: Any) -> None:
+    """A writer's return value must name files that exist inside the export."""
+    if not isinstance(entry, dict):
+        raise ExportError(f"{fmt} writer returned {type(entry).__name__} for {precision}, expected a dict")
+    paths = _entry_paths(entry)
+    if not paths:
+        raise ExportError(f"{fmt} writer returned no graphs/weights/package paths for {precision}: {entry}")
+    for rel in paths:
+        if not check_relative_path(root, rel).exists():
+            raise ExportError(f"{fmt} writer listed {rel} for {precision} but did not write it")
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _resolve_checkpoint(checkpoint: Path | None) -> Path:
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise ExportError(
+                f"no checkpoint given and the built-in model {DEFAULT_CHECKPOINT} is not installed; pass a "
+                "checkpoint file (e.g. runs/tiny/checkpoint-best.pt from `dualasr train`)"
+            )
+        return DEFAULT_CHECKPOINT
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise ExportError(f"checkpoint {checkpoint} does not exist (train one with `dualasr train`)")
+    return checkpoint
+
+
+def _plan(formats: list[str], precisions: list[str]) -> list[tuple[str, str, str]]:
+    """-> [(format, writer module, precision)] after validating the names."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ExportError(f"unknown format(s) {unknown or formats}; choose from {', '.join(FORMATS)}")
+    aliases = {"fp32": "none", "fp16": "none", "float": "none"}
+    quant = [aliases.get(p, p) for p in precisions]
+    bad = [p for p in quant if p not in QUANTIZE]
+    if bad or not quant:
+        raise ExportError(f"unknown quantization {bad or precisions}; choose from {', '.join(QUANTIZE)}")
+    plan = []
+    for fmt in dict.fromkeys(formats):
+        module, mapping = FORMATS[fmt]
+        for q in dict.fromkeys(quant):
+            plan.append((fmt, module, mapping[q]))
+    return plan
+
+
+def _load_writer(fmt: str, module: str):
+    name = f"dualasr.export.{module}"
+    try:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:
+            raise ExportError(
+                f"format {fmt!r} is not available: its writer module {name} (export/{module}.py) does not exist "
+                "in this installation; export the other formats or install a dualasr that has it"
+            ) from None
+        raise ExportError(f"format {fmt!r} needs the package {e.name!r}, which is not installed ({e}); pip install it") from None
+    if not callable(getattr(mod, "write", None)):
+        raise ExportError(f"{name} has no write(graphs, example_inputs, export_dir, precision, calibration) function")
+    return mod
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"--out {out_dir} exists and is a file; choose a folder path")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        raise ExportError(
+            f"--out {out_dir} is a non-empty folder that is not a dualasr export (no {MANIFEST_NAME}); "
+            "refusing to replace it: choose a new folder or empty it first"
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished temp export over out_dir. POSIX cannot swap two folders atomically, so
+    the old export is renamed aside first and restored if the second rename fails."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old.rmdir()
+        os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.rename(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_checkpoint(
+    checkpoint: Path | None,
+    out_dir: Path,
+    formats: list[str],
+    precisions: list[str],
+    chunk_ms: list[int],
+    calibration: list[dict] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Export `checkpoint` (None: the built-in model) to out_dir.
+
+    Args:
+        formats: subset of FORMATS ("onnx", "executorch", "coreml", "sherpa-onnx").
+        precisions: quantization choices "none" and/or "int8" ("fp32"/"fp16" mean "none");
+            mapped per format (none -> fp32, Core ML: fp16).
+        chunk_ms: streaming chunk sizes; each a positive multiple of 40 ms.
+        calibration: optional static-int8 calibration features (see module docstring).
+        log: progress lines (default: silent).
+
+    Returns:
+        The manifest as written. manifest["errors"] maps "format/precision" to an error message
+        for every artifact that could not be written (empty when all worked).
+
+    Raises:
+        ExportError: bad arguments, unreadable checkpoint, or no artifact at all could be written
+            (then out_dir is left untouched).
+    """
+    from dualasr import __version__
+    from dualasr.checkpoint import CheckpointError, load_model
+    from dualasr.tokenizer import Tokenizer
+
+    say = log or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    plan = _plan(list(formats), list(precisions))
+    if not chunk_ms:
+        raise ExportError("give at least one streaming chunk size (--chunk-ms 320)")
+    checkpoint = _resolve_checkpoint(checkpoint)
+    try:
+        model, _config, tokenizer_bytes = load_model(checkpoint)
+    except CheckpointError as e:
+        raise ExportError(str(e)) from None
+    try:
+        graphs = graphs_for(model, list(chunk_ms))
+    except ValueError as e:
+        raise ExportError(f"--chunk-ms: {e}") from None
+    examples = example_inputs_for(graphs, model)
+    _prepare_out_dir(out_dir)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export should look like any folder
+        shutil.copyfile(checkpoint, tmp / CHECKPOINT_NAME)
+        (tmp / "tokenizer.model").write_bytes(tokenizer_bytes)
+        tokenizer = Tokenizer(tmp / "tokenizer.model")
+        tokenizer.write_tokens_txt(tmp / "tokens.txt")
+
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "dualasr_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **_model_entries(model, graphs, tokenizer.vocab_size),
+            "graphs": graph_io(graphs, examples),
+            "checkpoint": CHECKPOINT_NAME,
+            "artifacts": {},
+            "tools": _tool_versions(),
+            "export_seconds": {},
+            "export_seconds_by_precision": {},
+            "sizes": {},
+            "weight_sharing": {},
+            "errors": {},
+        }
+        for fmt, module, precision in plan:
+            key = f"{fmt}/{precision}"
+            say(f"export {key} ...")
+            t0 = time.perf_counter()
+            try:
+                writer = _load_writer(fmt, module)
+                # A fresh copy per writer: quantizers and converters may modify modules in place.
+                fresh = copy.deepcopy(model).eval()
+                fresh_graphs = graphs_for(fresh, list(chunk_ms))
+                fresh_examples = {k: tuple(t.clone() for t in v) for k, v in examples.items()}
+                entry = writer.write(fresh_graphs, fresh_examples, tmp, precision, calibration)
+                _check_entry(tmp, fmt, precision, entry)
+            except Exception as e:  # one format failing must not sink the others
+                detail = str(e) if isinstance(e, ExportError) else f"{type(e).__name__}: {e}"
+                manifest["errors"][key] = detail
+                say(f"export {key} FAILED: {detail}")
+                if not isinstance(e, ExportError) and os.environ.get("DUALASR_DEBUG"):
+                    traceback.print_exc()
+                shutil.rmtree(tmp / fmt / precision, ignore_errors=True)
+                continue
+            seconds = time.perf_counter() - t0
+            entry = dict(entry)
+            sharing = entry.pop("weight_sharing", None)
+            if sharing:
+                manifest["weight_sharing"][key] = sharing
+            manifest["artifacts"].setdefault(fmt, {})[precision] = entry
+            manifest["export_seconds"][fmt] = round(manifest["export_seconds"].get(fmt, 0.0) + seconds, 3)
+            manifest["export_seconds_by_precision"].setdefault(fmt, {})[precision] = round(seconds, 3)
+            folder = f"{fmt}/{precision}"
+            total = _folder_bytes(tmp, [folder]) if (tmp / folder).is_dir() else _folder_bytes(tmp, _entry_paths(entry))
+            size = {"bytes": total}
+            if isinstance(entry.get("weights"), str):
+                size["weights_bytes"] = (tmp / entry["weights"]).stat().st_size
+            manifest["sizes"].setdefault(fmt, {})[precision] = size
+            say(f"export {key} done in {seconds:.1f} s ({total / 1e6:.2f} MB)")
+
+        if not manifest["artifacts"]:
+            raise ExportError("nothing was exported:\n  " + "\n  ".join(f"{k}: {v}" for k, v in manifest["errors"].items()))
+        _summarize_sharing(manifest)
+        manifest = write_manifest(tmp, manifest)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _summarize_sharing(manifest: dict) -> None:
+    """Top-level shared/separate bytes from the reference artifact (onnx fp32 when present)."""
+    table = manifest["weight_sharing"]
+    if not table:
+        return
+    ref = "onnx/fp32" if "onnx/fp32" in table else next(iter(table))
+    manifest["weight_sharing"] = {
+        "artifact": ref,
+        "shared_bytes": table[ref]["shared_bytes"],
+        "separate_bytes": table[ref]["separate_bytes"],
+        "by_artifact": table,
+    }
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _split(value: str | list | None, what: str) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    items = [v.strip() for v in (value or "").split(",") if v.strip()]
+    if not items:
+        raise ExportError(f"--{what} is empty")
+    return items
+
+
+def load_calibration(path: str | os.PathLike[str], max_utterances: int = 32) -> list[dict]:
+    """A JSONL manifest ({"audio", "text"} per line) -> [{"id", "features": [1, T, F]}]."""
+    from dualasr.audio import load_audio
+    from dualasr.data import read_manifest
+    from dualasr.features import FbankConfig, compute_fbank
+
+    utts = read_manifest(path)[:max_utterances]
+    if not utts:
+        raise ExportError(f"calibration manifest {path} lists no utterances")
+    cfg = FbankConfig()
+    return [{"id": u.id, "features": compute_fbank(torch.from_numpy(load_audio(u.audio)), cfg)[None]} for u in utts]
+
+
+def _summary_table(manifest: dict) -> str:
+    rows = [("format", "precision", "size MB", "seconds")]
+    for fmt, by_prec in manifest["artifacts"].items():
+        for prec in by_prec:
+            size = manifest["sizes"][fmt][prec]["bytes"] / 1e6
+            secs = manifest["export_seconds_by_precision"][fmt][prec]
+            rows.append((fmt, prec, f"{size:.2f}", f"{secs:.1f}"))
+    for key in manifest.get("errors", {}):
+        fmt, prec = key.split("/", 1)
+        rows.append((fmt, prec, "FAILED", "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    ws = manifest.get("weight_sharing") or {}
+    if ws.get("shared_bytes"):
+        saved = 1 - ws["shared_bytes"] / max(1, ws["separate_bytes"])
+        lines.append(
+            f"weight sharing ({ws['artifact']}): {ws['shared_bytes'] / 1e6:.2f} MB shared vs "
+            f"{ws['separate_bytes'] / 1e6:.2f} MB as separate full + streaming models ({saved:.0%} saved)"
+        )
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    """CLI entry (see dualasr/cli.py `export`). Returns the exit status: 0 ok, 1 some format failed."""
+    formats = _split(args.formats, "formats")
+    precisions = _split(args.quantize, "quantize")
+    try:
+        chunk_ms = [int(v) for v in _split(str(args.chunk_ms), "chunk-ms")]
+    except ValueError:
+        raise ExportError(f"--chunk-ms must be a comma list of integers, got {args.chunk_ms!r}") from None
+    calibration = load_calibration(args.calibration) if getattr(args, "calibration", None) else None
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    manifest = export_checkpoint(
+        checkpoint, Path(args.out), formats, precisions, chunk_ms, calibration,
+        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    print(_summary_table(manifest))
+    print(f"export written to {args.out}")
+    if manifest["errors"]:
+        print("some formats failed (the others were exported):", file=sys.stderr)
+        for key, msg in manifest["errors"].items():
+            print(f"  {key}: {msg}", file=sys.stderr)
+        return 1
+    return 0

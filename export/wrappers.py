@@ -1,0 +1,115 @@
+"""The traced graphs: small modules with the mode baked in and flat tensor I/O.
+
+One trained Transducer yields:
+  encoder_full               features [1, T, F] -> encoder_out [1, T // s, D]
+  encoder_streaming_<C>ms    features [B, C_f, F], *state -> encoder_out [B, C_f // s, D], *new_state
+  predictor                  context [B, K] int64 (, h, c for LSTM) -> predictor_out [B, P] (, h, c)
+  joiner                     encoder_out [B, D], predictor_out [B, P] -> logits [B, V]
+Every graph holds references to the same parameters, so an exporter that stores tensors by content
+ships each weight once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from dualasr.model import Transducer
+
+FRAME_SHIFT_MS = 10
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list[int | str]  # str = a dynamic axis name
+    dtype: str
+    batch_dim: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+        if self.batch_dim is not None:
+            d["batch_dim"] = self.batch_dim
+        return d
+
+
+class FullEncoder(nn.Module):
+    def __init__(self, model: Transducer):
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, features: Tensor) -> Tensor:
+        out, _ = self.encoder(features, None, "full")
+        return out
+
+
+class StreamingEncoderStep(nn.Module):
+    """One chunk of the streaming mode with explicit state (see the encoder's forward_chunk)."""
+
+    def __init__(self, model: Transducer, chunk_ms: int):
+        super().__init__()
+        self.encoder = model.encoder
+        s = model.cfg.subsampling
+        frames = chunk_ms // FRAME_SHIFT_MS
+        if chunk_ms % FRAME_SHIFT_MS or frames % s or frames == 0:
+            raise ValueError(
+                f"chunk {chunk_ms} ms must be a positive multiple of {FRAME_SHIFT_MS * s} ms "
+                f"({s} feature frames of {FRAME_SHIFT_MS} ms per encoder frame)"
+            )
+        self.chunk_ms = chunk_ms
+        self.chunk_frames = frames
+        self.state_names = list(model.encoder.state_names)
+
+    def forward(self, features: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        out, new_state = self.encoder.forward_chunk(features, list(state))
+        return (out, *new_state)
+
+    def example_inputs(self, batch: int = 1) -> tuple[Tensor, ...]:
+        feats = torch.zeros(batch, self.chunk_frames, self.encoder.cfg.num_mel_bins)
+        return (feats, *self.encoder.init_state(batch))
+
+    def state_specs(self, batch: int = 1) -> list[TensorSpec]:
+        return [
+            TensorSpec(name, list(t.shape), str(t.dtype).removeprefix("torch."), bdim)
+            for name, t, bdim in zip(self.state_names, self.encoder.init_state(batch), self.encoder.state_batch_dims)
+        ]
+
+
+class PredictorStep(nn.Module):
+    def __init__(self, model: Transducer):
+        super().__init__()
+        self.predictor = model.predictor
+        self.is_lstm = model.cfg.predictor == "lstm"
+
+    def forward(self, context: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        out, new_state = self.predictor.step(context, list(state))
+        return (out, *new_state)
+
+    def example_inputs(self, batch: int = 1) -> tuple[Tensor, ...]:
+        ctx = torch.tensor([self.predictor.initial_context()] * batch, dtype=torch.int64)
+        return (ctx, *self.predictor.init_state(batch))
+
+    def state_names(self) -> list[str]:
+        return ["h", "c"] if self.is_lstm else []
+
+
+class JoinerStep(nn.Module):
+    def __init__(self, model: Transducer):
+        super().__init__()
+        self.joiner = model.joiner
+
+    def forward(self, encoder_out: Tensor, predictor_out: Tensor) -> Tensor:
+        return self.joiner(encoder_out, predictor_out)
+
+
+def graphs_for(model: Transducer, chunk_ms_list: list[int]) -> dict[str, nn.Module]:
+    """Name -> eval-mode graph module, in a stable order."""
+    model = model.eval()
+    graphs: dict[str, nn.Module] = {"encoder_full": FullEncoder(model)}
+    for ms in chunk_ms_list:
+        graphs[f"encoder_streaming_{ms}ms"] = StreamingEncoderStep(model, ms)
+    graphs["predictor"] = PredictorStep(model)
+    graphs["joiner"] = JoinerStep(model)
+    return {k: g.eval() for k, g in graphs.items()}

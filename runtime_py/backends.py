@@ -1,0 +1,336 @@
+"""Inference backends behind one tiny protocol: run(graph_name, {input: array}) -> {output: array}.
+
+Every backend reads the same export (manifest.json + artifacts) and exposes the graphs named in
+manifest["graphs"] with exactly the I/O names listed there, so the recognizer never knows which
+runtime it talks to. What differs:
+
+* OnnxRuntimeBackend  - onnx/<precision>/*.onnx (+ shared external weights). Dynamic batch on the
+  streaming, predictor and joiner graphs (`supports_batch`). CPU execution provider by default;
+  CoreML / NNAPI / QNN / XNNPACK / CUDA ... by name where this onnxruntime build has them.
+* ExecuTorchBackend   - executorch/<precision>/*.pte (XNNPACK-delegated) + one shared .ptd weights
+  file; batch 1. NOTE: the executorch pip package's Python bindings `import torch` (they need
+  libtorch's shared libraries), so this backend imports torch, lazily, only when it is chosen. The
+  on-device C++/Kotlin/Swift ExecuTorch runtime has no such dependency.
+* CoreMLBackend       - coreml/<precision>/model.mlpackage (one function per graph); macOS only.
+
+Load time of all requested graphs is measured in `load_seconds`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "OnnxRuntimeBackend",
+    "ExecuTorchBackend",
+    "CoreMLBackend",
+    "create_backend",
+    "BACKENDS",
+]
+
+BACKENDS = ("onnxruntime", "executorch", "coreml")
+
+
+class BackendError(ValueError):
+    """A backend cannot be used with this export/machine; the message says why and what to do."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    precision: str
+    supports_batch: bool  # True: batch > 1 in one call for graphs with a batch axis
+    load_seconds: float
+
+    def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one graph. inputs/outputs keyed by the manifest's tensor names."""
+        ...
+
+
+def _artifacts(manifest: dict, fmt: str, precision: str) -> dict:
+    fmts = manifest.get("artifacts", {})
+    if fmt not in fmts or not fmts[fmt]:
+        have = sorted(k for k, v in fmts.items() if v)
+        raise BackendError(
+            f"this export has no {fmt} artifacts (it has: {', '.join(have) or 'none'}); "
+            f"re-export with `dualasr export CHECKPOINT --formats {fmt}` or pick another --backend"
+        )
+    by_precision = fmts[fmt]
+    if precision not in by_precision:
+        raise BackendError(
+            f"this export has no {fmt} {precision} artifacts (precisions: {', '.join(sorted(by_precision))}); "
+            "pick one of those with --precision"
+        )
+    return by_precision[precision]
+
+
+def _resolve(export_dir: Path, manifest: dict, rel: str) -> Path:
+    """Manifest-relative path -> real path inside export_dir (never outside it)."""
+    from dualasr.export.manifest import artifact_path
+
+    return Path(artifact_path(manifest, export_dir, rel))
+
+
+def _graph_specs(manifest: dict, graph: str) -> tuple[list[str], list[str]]:
+    spec = manifest["graphs"][graph]
+    return [t["name"] for t in spec["inputs"]], [t["name"] for t in spec["outputs"]]
+
+
+# ----------------------------------------------------------------------------- onnxruntime
+
+_ORT_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "nnapi": "NnapiExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+
+
+def ort_providers(requested: list[str] | None) -> list[str]:
+    """Provider names (short like "coreml" or full like "CoreMLExecutionProvider") -> full names,
+    CPU appended as the fallback for operators the accelerator lacks.
+
+    Raises:
+        BackendError: a requested provider is not in this onnxruntime build.
+    """
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    out: list[str] = []
+    for name in requested or ["cpu"]:
+        full = _ORT_PROVIDER_ALIASES.get(name.lower(), name)
+        if full not in available:
+            raise BackendError(
+                f"onnxruntime execution provider {name!r} is not available in this onnxruntime build "
+                f"(available: {', '.join(available)}); install the matching onnxruntime package "
+                "(e.g. onnxruntime-gpu, onnxruntime-qnn) or use 'cpu'"
+            )
+        if full not in out:
+            out.append(full)
+    if "CPUExecutionProvider" not in out:
+        out.append("CPUExecutionProvider")
+    return out
+
+
+class OnnxRuntimeBackend:
+    """onnxruntime InferenceSessions, one per graph.
+
+    Args:
+        export_dir: export folder (manifest already loaded and verified by the caller).
+        manifest: the parsed manifest.
+        precision: "fp32" or "int8" (a key of manifest["artifacts"]["onnx"]).
+        threads: intra-op threads per session; 0 lets onnxruntime choose (all cores).
+        providers: execution providers by name, default ["cpu"].
+        graphs: which graphs to load (default all); loading only what a mode needs saves memory.
+    """
+
+    name = "onnxruntime"
+    supports_batch = True
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        manifest: dict,
+        precision: str = "fp32",
+        threads: int = 0,
+        providers: list[str] | None = None,
+        graphs: list[str] | None = None,
+    ):
+        import onnxruntime as ort
+
+        self.precision = precision
+        self.export_dir = Path(export_dir)
+        arts = _artifacts(manifest, "onnx", precision)
+        self.providers = ort_providers(providers)
+        wanted = graphs or list(arts["graphs"])
+        missing = [g for g in wanted if g not in arts["graphs"]]
+        if missing:
+            raise BackendError(
+                f"onnx {precision} export lacks graphs {missing} (has {sorted(arts['graphs'])}); re-export"
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(0, int(threads))
+        opts.inter_op_num_threads = 1  # the graphs are sequential chains; no inter-op parallelism
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        t0 = time.perf_counter()
+        self._sessions = {}
+        self._outputs: dict[str, list[str]] = {}
+        for g in wanted:
+            path = _resolve(self.export_dir, manifest, arts["graphs"][g])
+            try:
+                # A path (not bytes) so onnxruntime finds the external weights file beside it.
+                sess = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
+            except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+                raise BackendError(f"onnxruntime cannot load {path}: {type(e).__name__}: {e}") from None
+            self._sessions[g] = sess
+            self._outputs[g] = [o.name for o in sess.get_outputs()]
+            expected_in, _ = _graph_specs(manifest, g)
+            got_in = [i.name for i in sess.get_inputs()]
+            if sorted(got_in) != sorted(expected_in):
+                raise BackendError(
+                    f"{path}: inputs {got_in} differ from the manifest's {expected_in}; the export is inconsistent"
+                )
+        self.load_seconds = time.perf_counter() - t0
+
+    def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self._sessions[graph_name].run(None, inputs)
+        return dict(zip(self._outputs[graph_name], outs))
+
+
+# ----------------------------------------------------------------------------- ExecuTorch
+
+
+class ExecuTorchBackend:
+    """ExecuTorch programs (one .pte per graph, weights in a shared .ptd), batch 1.
+
+    Imports executorch.runtime lazily; that Python binding imports torch (see module docstring).
+    Tensors cross the boundary as numpy <-> torch.from_numpy without copies where possible.
+    """
+
+    name = "executorch"
+    supports_batch = False
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        manifest: dict,
+        precision: str = "fp32",
+        threads: int = 0,
+        graphs: list[str] | None = None,
+    ):
+        self.precision = precision
+        self.export_dir = Path(export_dir)
+        arts = _artifacts(manifest, "executorch", precision)
+        try:
+            import torch  # noqa: F401  (the pybindings need libtorch loaded first)
+            from executorch.runtime import Runtime
+        except ImportError as e:
+            raise BackendError(f"the executorch backend needs the executorch package: {e}; pip install executorch") from None
+        self._torch = sys.modules["torch"]
+        wanted = graphs or list(arts["graphs"])
+        missing = [g for g in wanted if g not in arts["graphs"]]
+        if missing:
+            raise BackendError(f"executorch {precision} export lacks graphs {missing}; re-export")
+        weights = arts.get("weights")
+        data_path = _resolve(self.export_dir, manifest, weights) if weights else None
+        t0 = time.perf_counter()
+        runtime = Runtime.get()
+        self._methods = {}
+        self._io: dict[str, tuple[list[str], list[str]]] = {}
+        for g in wanted:
+            path = _resolve(self.export_dir, manifest, arts["graphs"][g])
+            try:
+                program = runtime.load_program(path, data_path=data_path)
+                self._methods[g] = (program, program.load_method("forward"))
+            except Exception as e:
+                raise BackendError(f"ExecuTorch cannot load {path}: {type(e).__name__}: {e}") from None
+            self._io[g] = _graph_specs(manifest, g)
+        self.load_seconds = time.perf_counter() - t0
+        if threads:
+            # The XNNPACK threadpool is process-wide in the Python bindings.
+            try:
+                from executorch.extension.pybindings import portable_lib
+
+                portable_lib._unsafe_reset_threadpool(int(threads))
+            except Exception:  # older/newer bindings without the hook: keep the default pool
+                pass
+
+    def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        in_names, out_names = self._io[graph_name]
+        torch = self._torch
+        args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in in_names]
+        outs = self._methods[graph_name][1].execute(args)
+        return {n: o.detach().numpy() if hasattr(o, "detach") else np.asarray(o) for n, o in zip(out_names, outs)}
+
+
+# ----------------------------------------------------------------------------- Core ML
+
+
+class CoreMLBackend:
+    """A Core ML .mlpackage with one function per graph (coremltools, macOS only), batch 1."""
+
+    name = "coreml"
+    supports_batch = False
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        manifest: dict,
+        precision: str = "fp16",
+        threads: int = 0,
+        compute_units: str = "ALL",
+        graphs: list[str] | None = None,
+    ):
+        if sys.platform != "darwin":
+            raise BackendError(
+                f"the coreml backend runs Core ML models, which only macOS/iOS can execute (this is "
+                f"{sys.platform}); use --backend onnxruntime or executorch here"
+            )
+        import coremltools as ct
+
+        self.precision = precision
+        self.export_dir = Path(export_dir)
+        arts = _artifacts(manifest, "coreml", precision)
+        package = _resolve(self.export_dir, manifest, arts["package"])
+        functions = arts.get("functions") or list(manifest["graphs"])
+        wanted = graphs or functions
+        missing = [g for g in wanted if g not in functions]
+        if missing:
+            raise BackendError(f"coreml {precision} package lacks functions {missing}; re-export")
+        units = getattr(ct.ComputeUnit, compute_units, None)
+        if units is None:
+            raise BackendError(f"unknown Core ML compute units {compute_units!r}; use ALL, CPU_ONLY, CPU_AND_GPU or CPU_AND_NE")
+        t0 = time.perf_counter()
+        self._models = {}
+        for g in wanted:
+            try:
+                self._models[g] = ct.models.MLModel(str(package), compute_units=units, function_name=g)
+            except Exception as e:
+                raise BackendError(f"Core ML cannot load function {g} of {package}: {type(e).__name__}: {e}") from None
+        self._io = {g: _graph_specs(manifest, g) for g in wanted}
+        self.load_seconds = time.perf_counter() - t0
+
+    def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = self._models[graph_name].predict(inputs)
+        return {n: np.asarray(out[n]) for n in self._io[graph_name][1]}
+
+
+def create_backend(
+    name: str,
+    export_dir: str | os.PathLike,
+    manifest: dict,
+    precision: str,
+    threads: int = 0,
+    providers: list[str] | None = None,
+    graphs: list[str] | None = None,
+) -> Backend:
+    """Backend by name ("onnxruntime", "executorch", "coreml")."""
+    if name == "onnxruntime":
+        return OnnxRuntimeBackend(export_dir, manifest, precision, threads, providers, graphs)
+    if name == "executorch":
+        return ExecuTorchBackend(export_dir, manifest, precision, threads, graphs)
+    if name == "coreml":
+        # Core ML exports are fp16 (its native float); "fp32" asks for the float model.
+        if precision == "fp32" and "fp32" not in manifest.get("artifacts", {}).get("coreml", {}):
+            precision = "fp16"
+        return CoreMLBackend(export_dir, manifest, precision, threads, graphs=graphs)
+    if name == "torch":
+        raise BackendError(
+            "the torch backend is the PyTorch reference and lives outside the torch-free runtime: "
+            "use dualasr.reference.TorchRecognizer (or `dualasr transcribe --backend torch`)"
+        )
+    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,139 @@
+"""The four exported graphs as typed numpy calls, with batching handled for every backend.
+
+`ModelGraphs` wraps a Backend and the manifest:
+  encoder_full(features [1, T, F])                       -> encoder_out [1, T // s, D]
+  encoder_step(features [B, C, F], states)               -> (encoder_out [B, C // s, D], new states)
+  predictor(context [B, K] int64, states)                -> (predictor_out [B, P], new states)
+  joiner(encoder_out [B, D], predictor_out [B, P])       -> logits [B, V]
+States are lists in manifest order; each tensor carries the batch on its manifest "batch_dim".
+Backends without a batch axis (ExecuTorch, Core ML) get one call per row, transparently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .backends import Backend
+
+__all__ = ["StateSpec", "ModelGraphs", "stack_states", "split_states", "take_rows"]
+
+_DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
+
+
+class StateSpec:
+    """One recurrent tensor: name, batch-1 shape, dtype and batch axis (from the manifest)."""
+
+    def __init__(self, d: dict):
+        self.name = d["name"]
+        self.shape = [int(x) for x in d["shape"]]
+        if d["dtype"] not in _DTYPES:
+            raise ValueError(f"manifest state {self.name}: unsupported dtype {d['dtype']!r}")
+        self.dtype = _DTYPES[d["dtype"]]
+        self.batch_dim = int(d.get("batch_dim", 0))
+        init = d.get("init", "zeros")
+        if init != "zeros":
+            raise ValueError(f"manifest state {self.name}: unsupported init {init!r} (only 'zeros')")
+
+    def initial(self) -> np.ndarray:
+        return np.zeros(self.shape, dtype=self.dtype)
+
+
+def stack_states(states: list[list[np.ndarray]], specs: list[StateSpec]) -> list[np.ndarray]:
+    """B batch-1 (or batch-k) states -> one state, concatenated on each tensor's batch axis."""
+    if len(states) == 1:
+        return list(states[0])
+    return [np.concatenate([s[i] for s in states], axis=sp.batch_dim) for i, sp in enumerate(specs)]
+
+
+def split_states(state: list[np.ndarray], specs: list[StateSpec], batch: int) -> list[list[np.ndarray]]:
+    """One batched state -> `batch` per-row batch-1 states (copies, so rows never alias each other)."""
+    return [
+        [np.take(t, [b], axis=sp.batch_dim) for t, sp in zip(state, specs)]
+        for b in range(batch)
+    ]
+
+
+def take_rows(state: list[np.ndarray], specs: list[StateSpec], rows: list[int] | np.ndarray) -> list[np.ndarray]:
+    return [np.take(t, rows, axis=sp.batch_dim) for t, sp in zip(state, specs)]
+
+
+class ModelGraphs:
+    def __init__(self, backend: Backend, manifest: dict, streaming_graph: str | None, streaming_states: list[dict]):
+        self.backend = backend
+        self.step_graph = streaming_graph
+        self.encoder_states = [StateSpec(d) for d in streaming_states]
+        self.predictor_states = [StateSpec(d) for d in manifest["predictor"].get("states", [])]
+        self.context_size = int(manifest["predictor"]["context_size"])
+        self.initial_context = np.asarray(manifest["predictor"]["initial_context"], dtype=np.int64)
+        if self.initial_context.shape != (self.context_size,):
+            raise ValueError(
+                f"manifest predictor.initial_context {self.initial_context.tolist()} does not have "
+                f"context_size={self.context_size} entries; the export is inconsistent"
+            )
+        self.calls = {"encoder": 0, "predictor": 0, "joiner": 0}
+
+    # --------------------------------------------------------------------- batching
+
+    def _run(self, graph: str, inputs: dict[str, np.ndarray], batch_dims: dict[str, int],
+             out_batch_dims: dict[str, int]) -> dict[str, np.ndarray]:
+        """Run with batch > 1 directly if the backend can, else row by row and concatenate."""
+        first = next(iter(batch_dims))
+        batch = inputs[first].shape[batch_dims[first]]
+        if batch == 1 or self.backend.supports_batch:
+            return self.backend.run(graph, inputs)
+        rows = [
+            self.backend.run(graph, {k: np.take(v, [b], axis=batch_dims[k]) for k, v in inputs.items()})
+            for b in range(batch)
+        ]
+        return {k: np.concatenate([r[k] for r in rows], axis=out_batch_dims.get(k, 0)) for k in rows[0]}
+
+    # --------------------------------------------------------------------- graphs
+
+    def encoder_full(self, features: np.ndarray) -> np.ndarray:
+        """features [1, T, F] float32 -> encoder_out [1, T // s, D]"""
+        self.calls["encoder"] += 1
+        return self.backend.run("encoder_full", {"features": features})["encoder_out"]
+
+    def encoder_initial_state(self) -> list[np.ndarray]:
+        return [s.initial() for s in self.encoder_states]
+
+    def encoder_step(self, features: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """features [B, C, F], state (batch B) -> (encoder_out [B, C // s, D], new state)"""
+        if self.step_graph is None:
+            raise RuntimeError("this recognizer was created in full mode; it has no streaming graph")
+        self.calls["encoder"] += 1
+        inputs = {"features": features}
+        dims = {"features": 0}
+        out_dims = {"encoder_out": 0}
+        for spec, t in zip(self.encoder_states, state):
+            inputs[spec.name] = t
+            dims[spec.name] = spec.batch_dim
+            out_dims["new_" + spec.name] = spec.batch_dim
+        out = self._run(self.step_graph, inputs, dims, out_dims)
+        return out["encoder_out"], [out["new_" + s.name] for s in self.encoder_states]
+
+    def predictor_initial_state(self) -> list[np.ndarray]:
+        return [s.initial() for s in self.predictor_states]
+
+    def predictor(self, context: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """context [B, K] int64, state (batch B) -> (predictor_out [B, P], new state)"""
+        self.calls["predictor"] += 1
+        inputs = {"context": context}
+        dims = {"context": 0}
+        out_dims = {"predictor_out": 0}
+        for spec, t in zip(self.predictor_states, state):
+            inputs[spec.name] = t
+            dims[spec.name] = spec.batch_dim
+            out_dims["new_" + spec.name] = spec.batch_dim
+        out = self._run("predictor", inputs, dims, out_dims)
+        return out["predictor_out"], [out["new_" + s.name] for s in self.predictor_states]
+
+    def joiner(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
+        """encoder_out [B, D], predictor_out [B, P] -> logits [B, V]"""
+        self.calls["joiner"] += 1
+        return self._run(
+            "joiner",
+            {"encoder_out": np.ascontiguousarray(encoder_out), "predictor_out": np.ascontiguousarray(predictor_out)},
+            {"encoder_out": 0, "predictor_out": 0},
+            {"logits": 0},
+        )["logits"]

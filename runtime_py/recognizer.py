@@ -1,0 +1,436 @@
+"""The torch-free recognizer: a sherpa-onnx-like streaming API over an export folder.
+
+    rec = Recognizer("export/", backend="onnxruntime", mode="streaming")
+    s = rec.create_stream()
+    for piece in microphone():                 # any sizes, any rate (resampled), int16 or float
+        s.accept_waveform(16000, piece)
+        while rec.is_ready(s):
+            rec.decode(s)
+        print(s.result.text)                   # partial result
+        if rec.is_endpoint(s):                 # optional trailing-silence endpointing
+            print("final:", s.result.text); rec.reset(s)
+    s.input_finished(); rec.decode(s); print(s.result)
+
+Per stream the recognizer keeps only fixed-size things: the encoder state tensors (manifest
+"streaming"."states"), the predictor context/state per hypothesis, < 1 chunk of feature frames and
+< 1 filter length of resampler input. Consumed audio and frames are dropped, so memory stays flat
+on an endless stream; only the result's token list grows (call `reset` at endpoints to bound it).
+
+Streaming: features are cut into chunks of `chunk_frames` (e.g. 32 frames = 320 ms); each chunk
+runs the streaming step graph once and the search over its `chunk_frames // subsampling` encoder
+frames. After input_finished() the last partial chunk is zero-padded and only its
+`remaining // subsampling` complete encoder frames are decoded (the step graph is strictly causal,
+so the result equals the streaming-mode encoder over the whole utterance).
+Full: input_finished() then one encoder_full call on the whole utterance and the same search.
+
+Token timestamps are emission times: (encoder frame index + 1) * subsampling * frame_shift, i.e.
+when the audio that produced the token has been fully heard.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dualasr.audio import prepare_samples
+
+from .backends import Backend, create_backend
+from .features import AudioFrontend, compute_features
+from .graphs import ModelGraphs
+from .search import Hyp, beam_search_step, greedy_search, initial_hyp
+
+__all__ = ["EndpointRule", "EndpointConfig", "Result", "Stream", "Recognizer", "load_export_manifest"]
+
+MODES = ("streaming", "full")
+DECODINGS = ("greedy", "beam")
+_REQUIRED_KEYS = ("features", "frame_shift_ms", "subsampling", "blank_id", "vocab_size", "tokenizer",
+                  "predictor", "streaming", "graphs", "artifacts")
+
+
+# ----------------------------------------------------------------------------- results / endpoint
+
+
+@dataclass
+class Result:
+    """Recognition result of a stream (partial until is_final).
+
+    tokens: sentencepiece pieces; token_ids: their ids; timestamps: emission time (s from the
+    stream start) of each token; segment: how many times the stream was reset before.
+    """
+
+    text: str = ""
+    tokens: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    timestamps: list[float] = field(default_factory=list)
+    is_final: bool = False
+    segment: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EndpointRule:
+    """Fires when trailing blank time >= min_trailing_silence, the segment is at least
+    min_utterance_length long, and (if must_contain_nonsilence) something was decoded."""
+
+    must_contain_nonsilence: bool
+    min_trailing_silence: float
+    min_utterance_length: float
+
+    def fires(self, trailing_silence: float, utterance_length: float) -> bool:
+        contains_nonsilence = utterance_length > trailing_silence
+        return (
+            (contains_nonsilence or not self.must_contain_nonsilence)
+            and trailing_silence >= self.min_trailing_silence
+            and utterance_length >= self.min_utterance_length
+        )
+
+
+@dataclass
+class EndpointConfig:
+    """sherpa-onnx's three default rules: 2.4 s of trailing blanks with nothing decoded, 1.2 s
+    after something was decoded, or a 20 s segment."""
+
+    rule1: EndpointRule = field(default_factory=lambda: EndpointRule(False, 2.4, 0.0))
+    rule2: EndpointRule = field(default_factory=lambda: EndpointRule(True, 1.2, 0.0))
+    rule3: EndpointRule = field(default_factory=lambda: EndpointRule(False, 0.0, 20.0))
+
+    def fires(self, trailing_silence: float, utterance_length: float) -> bool:
+        return any(r.fires(trailing_silence, utterance_length) for r in (self.rule1, self.rule2, self.rule3))
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def load_export_manifest(export_dir: str | os.PathLike, verify_checksums: bool = True) -> dict:
+    """load_manifest + the keys the runtime relies on (ManifestError, a ValueError, otherwise).
+
+    Runs before any model file is opened, so a tampered or truncated export fails here."""
+    from dualasr.export.manifest import ManifestError, load_manifest
+
+    manifest = load_manifest(export_dir, verify_checksums=verify_checksums)
+    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ManifestError(
+            f"{Path(export_dir) / 'manifest.json'} lacks {missing}; it was written by an incompatible "
+            "exporter, re-export with this dualasr version"
+        )
+    return manifest
+
+
+# ----------------------------------------------------------------------------- stream
+
+_stream_ids = itertools.count()
+
+
+class Stream:
+    """One audio stream's state. Create with Recognizer.create_stream()."""
+
+    def __init__(self, recognizer: "Recognizer", name: str | None = None):
+        self._rec = recognizer
+        self.name = name or f"stream {next(_stream_ids)}"
+        self.frontend = AudioFrontend(recognizer.features, self.name)
+        self.flushed = False  # the final (padded) chunk has been decoded
+        self.frames_decoded = 0  # encoder frames decoded so far (absolute)
+        self.segment = 0
+        self.segment_start_frame = 0
+        self.encoder_state = recognizer.graphs.encoder_initial_state() if recognizer.mode == "streaming" else []
+        self.hyps: list[Hyp] = [initial_hyp(recognizer.graphs)]
+
+    def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None:
+        """Append audio: [N], [N, C] or [C, N]; int16/int32/uint8 or float in [-1, 1]; any rate
+        (resampled to the model's rate without boundary artifacts; the rate must not change
+        within a stream). An empty piece is a no-op.
+
+        Raises:
+            AudioError: NaN/Inf, float samples beyond [-2, 2], bad shape/dtype/rate (the message
+                names the stream); RuntimeError: after input_finished().
+        """
+        self.frontend.accept_waveform(sample_rate, samples)
+
+    def input_finished(self) -> None:
+        """No more audio: the last frames (and the padded last chunk) become decodable."""
+        self.frontend.input_finished()
+
+    @property
+    def input_done(self) -> bool:
+        return self.frontend.input_done
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.frontend.samples_received / self.frontend.target_rate
+
+    @property
+    def frames_available(self) -> int:
+        """Feature frames computed but not yet fed to the encoder."""
+        return self.frontend.num_available
+
+    @property
+    def result(self) -> Result:
+        best = max(self.hyps, key=lambda h: h.score)
+        ids, frames = best.token_ids, best.frames  # reset() starts each segment with no tokens
+        rec = self._rec
+        return Result(
+            text=rec.tokenizer.decode(ids),
+            tokens=[rec.tokenizer.id_to_piece(i) for i in ids],
+            token_ids=list(ids),
+            timestamps=[round((f + 1) * rec.encoder_frame_s, 6) for f in frames],
+            is_final=self.flushed,
+            segment=self.segment,
+        )
+
+
+# ----------------------------------------------------------------------------- recognizer
+
+
+class Recognizer:
+    """Streaming or full-context RNN-T recognition over an export folder, without torch.
+
+    Args:
+        export_dir: folder with manifest.json (checked, checksums included, before loading).
+        backend: "onnxruntime", "executorch" (imports torch via its Python bindings) or "coreml".
+        precision: "fp32" or "int8" (Core ML: "fp16"/"int8"; "fp32" means its float model).
+        mode: "streaming" (chunked step graph) or "full" (encoder_full on the whole utterance).
+        chunk_ms: which exported chunk size to use (default: the first in the manifest).
+        decoding: "greedy" or "beam" (modified beam search).
+        beam: beam size for "beam".
+        threads: intra-op threads (0: the runtime's default).
+        endpoint: None/False (off), True (sherpa-onnx's default rules) or an EndpointConfig.
+        providers: onnxruntime execution providers by name (default ["cpu"]).
+        max_symbols_per_frame: greedy cap (3, as dualasr.decoding.greedy_search).
+        verify_checksums: sha256 every export file at load (size is always checked).
+    """
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        backend: str | Backend = "onnxruntime",
+        precision: str = "fp32",
+        mode: str = "streaming",
+        chunk_ms: int | None = None,
+        decoding: str = "greedy",
+        beam: int = 4,
+        threads: int = 0,
+        endpoint: bool | EndpointConfig | None = None,
+        providers: list[str] | None = None,
+        max_symbols_per_frame: int = 3,
+        verify_checksums: bool = True,
+    ):
+        t0 = time.perf_counter()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
+        if beam < 1 or max_symbols_per_frame < 1:
+            raise ValueError("beam and max_symbols_per_frame must be >= 1")
+        from dualasr.tokenizer import Tokenizer
+        from dualasr.export.manifest import artifact_path
+
+        self.export_dir = Path(export_dir)
+        self.manifest = m = load_export_manifest(export_dir, verify_checksums)
+        self.mode, self.decoding, self.beam = mode, decoding, int(beam)
+        self.max_symbols_per_frame = int(max_symbols_per_frame)
+        self.features = dict(m["features"])
+        self.sample_rate = int(self.features["sample_rate"])
+        self.subsampling = int(m["subsampling"])
+        self.frame_shift_s = float(m["frame_shift_ms"]) / 1000.0
+        self.encoder_frame_s = self.subsampling * self.frame_shift_s
+        self.blank_id = int(m["blank_id"])
+        self.tokenizer = Tokenizer(artifact_path(m, self.export_dir, m["tokenizer"]["file"]))
+        if self.tokenizer.vocab_size != int(m["vocab_size"]):
+            raise ValueError(
+                f"{self.export_dir}: tokenizer has {self.tokenizer.vocab_size} pieces but the model "
+                f"{m['vocab_size']}; the export is inconsistent, re-export"
+            )
+        self.endpoint = EndpointConfig() if endpoint is True else (endpoint or None)
+
+        step_graph, states = None, []
+        if mode == "streaming":
+            entry = self._streaming_entry(chunk_ms)
+            step_graph, states = entry["graph"], entry["states"]
+            self.chunk_frames = int(entry["chunk_frames"])
+            self.chunk_ms = int(entry["chunk_ms"])
+            if self.chunk_frames % self.subsampling:
+                raise ValueError(f"manifest chunk of {self.chunk_frames} frames is not a multiple of subsampling")
+        else:
+            self.chunk_frames, self.chunk_ms = 0, None
+        graphs = [step_graph if mode == "streaming" else "encoder_full", "predictor", "joiner"]
+        if isinstance(backend, str):
+            self.backend = create_backend(backend, self.export_dir, m, precision, threads, providers, graphs)
+        else:
+            self.backend = backend
+        self.graphs = ModelGraphs(self.backend, m, step_graph, states)
+        self._full_limits = self._full_frame_limits()
+        self.load_seconds = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _streaming_entry(self, chunk_ms: int | None) -> dict:
+        entries = self.manifest["streaming"]
+        if not entries:
+            raise ValueError(f"{self.export_dir}: the export has no streaming graphs; use mode='full' or re-export")
+        if chunk_ms is None:
+            return entries[0]
+        for e in entries:
+            if int(e["chunk_ms"]) == int(chunk_ms):
+                return e
+        have = ", ".join(str(e["chunk_ms"]) for e in entries)
+        raise ValueError(
+            f"{self.export_dir}: no streaming graph for {chunk_ms} ms chunks (exported: {have} ms); "
+            f"pick one of those or re-export with --chunk-ms {chunk_ms}"
+        )
+
+    def _full_frame_limits(self) -> tuple[int, int | None]:
+        """(min, max) feature frames encoder_full accepts (from the manifest's input spec, if any)."""
+        spec = self.manifest["graphs"].get("encoder_full", {})
+        inp = (spec.get("inputs") or [{}])[0]
+        lo = int(inp.get("min_frames", inp.get("min", 0)) or 0)
+        hi = inp.get("max_frames", inp.get("max"))
+        return lo, (int(hi) if hi else None)
+
+    @property
+    def backend_name(self) -> str:
+        return getattr(self.backend, "name", type(self.backend).__name__)
+
+    # ------------------------------------------------------------------ streams
+
+    def create_stream(self, name: str | None = None) -> Stream:
+        return Stream(self, name)
+
+    def is_ready(self, stream: Stream) -> bool:
+        """True when decode() has work: a full chunk (streaming), or the end of input not yet decoded."""
+        if stream.flushed:
+            return False
+        if self.mode == "full":
+            return stream.input_done
+        return stream.frames_available >= self.chunk_frames or stream.input_done
+
+    def decode(self, stream: Stream) -> None:
+        """Decode everything that is ready in this stream (no-op if nothing is)."""
+        self.decode_streams([stream])
+
+    def decode_streams(self, streams: list[Stream]) -> None:
+        """Decode several streams; in streaming mode one step-graph call per chunk serves all of
+        them (batched where the backend has a batch axis, e.g. onnxruntime)."""
+        if self.mode == "full":
+            for s in streams:
+                if self.is_ready(s):
+                    self._decode_full(s)
+            return
+        while True:
+            ready = [s for s in streams if self.is_ready(s)]
+            if not ready:
+                return
+            self._decode_chunk(ready)
+
+    def _decode_chunk(self, streams: list[Stream]) -> None:
+        c, sub = self.chunk_frames, self.subsampling
+        feats = np.zeros((len(streams), c, self._fbank_dim(streams[0])), dtype=np.float32)
+        valid: list[int] = []
+        for i, s in enumerate(streams):
+            n = min(c, s.frames_available)
+            feats[i, :n] = s.frontend.read(n)
+            if n < c:  # input finished: zero-pad the last partial chunk, decode its full frames only
+                s.flushed = True
+            valid.append(n // sub)
+        run = [i for i, s in enumerate(streams) if valid[i] > 0]
+        if run:
+            rows = [streams[i] for i in run]
+            state = self._stack_encoder_states(rows)
+            enc, new_state = self.graphs.encoder_step(feats[run], state)
+            self._unstack_encoder_states(rows, new_state)
+            self._search(rows, enc, [valid[i] for i in run])
+        for s in streams:
+            # A finished stream whose buffer drained exactly on a chunk boundary is final now.
+            if s.input_done and s.frames_available == 0:
+                s.flushed = True
+
+    def _decode_full(self, s: Stream) -> None:
+        n = s.frames_available
+        feats = s.frontend.read(n)
+        s.flushed = True
+        t = (n // self.subsampling) * self.subsampling  # the encoder drops a partial last frame
+        lo, hi = self._full_limits
+        if t == 0:
+            return
+        if hi is not None and t > hi:
+            raise ValueError(
+                f"{s.name}: {t * self.frame_shift_s:.1f} s is longer than this export's full-context "
+                f"graph accepts ({hi * self.frame_shift_s:.1f} s); use mode='streaming' for long audio"
+            )
+        x = feats[None, :t]
+        if t < lo:
+            raise ValueError(
+                f"{s.name}: {t * self.frame_shift_s:.2f} s is shorter than this export's full-context "
+                f"graph accepts ({lo * self.frame_shift_s:.2f} s); use mode='streaming'"
+            )
+        enc = self.graphs.encoder_full(np.ascontiguousarray(x))
+        self._search([s], enc, [enc.shape[1]])
+
+    @staticmethod
+    def _fbank_dim(s: Stream) -> int:
+        return s.frontend.fbank.dim
+
+    def _stack_encoder_states(self, streams: list[Stream]) -> list[np.ndarray]:
+        from .graphs import stack_states
+
+        return stack_states([s.encoder_state for s in streams], self.graphs.encoder_states)
+
+    def _unstack_encoder_states(self, streams: list[Stream], state: list[np.ndarray]) -> None:
+        from .graphs import split_states
+
+        for s, st in zip(streams, split_states(state, self.graphs.encoder_states, len(streams))):
+            s.encoder_state = st
+
+    def _search(self, streams: list[Stream], enc: np.ndarray, valid: list[int]) -> None:
+        first = [s.frames_decoded for s in streams]
+        if self.decoding == "greedy":
+            hyps = [s.hyps[0] for s in streams]
+            greedy_search(self.graphs, hyps, enc, valid, first, self.max_symbols_per_frame, self.blank_id)
+        else:
+            for i, s in enumerate(streams):
+                for t in range(valid[i]):
+                    s.hyps = beam_search_step(self.graphs, s.hyps, enc[i, t], first[i] + t, self.beam, self.blank_id)
+        for s, v in zip(streams, valid):
+            s.frames_decoded += v
+
+    # ------------------------------------------------------------------ endpointing
+
+    def is_endpoint(self, stream: Stream) -> bool:
+        """True when an endpoint rule fires (always False when endpointing is off)."""
+        if self.endpoint is None:
+            return False
+        best = max(stream.hyps, key=lambda h: h.score)
+        seg_frames = stream.frames_decoded - stream.segment_start_frame
+        last = best.frames[-1] + 1 if best.frames else stream.segment_start_frame
+        trailing = stream.frames_decoded - last
+        return self.endpoint.fires(trailing * self.encoder_frame_s, seg_frames * self.encoder_frame_s)
+
+    def reset(self, stream: Stream) -> None:
+        """Start a new segment: the result is cleared; encoder state, features and the predictor
+        context carry on (as sherpa-onnx's Reset), so no audio is lost."""
+        best = max(stream.hyps, key=lambda h: h.score)
+        stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state)]
+        stream.segment += 1
+        stream.segment_start_frame = stream.frames_decoded
+
+    # ------------------------------------------------------------------ one-shot
+
+    def recognize(self, samples: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
+        """Recognize a whole utterance (full mode: encoder_full once; streaming: chunk by chunk)."""
+        x = prepare_samples(samples, sample_rate, self.sample_rate, name=name)
+        s = self.create_stream(name)
+        s.frontend.push(x)
+        s.input_finished()
+        self.decode(s)
+        return s.result
+
+    def features_of(self, samples: np.ndarray) -> np.ndarray:
+        """Whole-utterance fbank of 16 kHz float samples [N] -> [T, F] (for tests/tools)."""
+        return compute_features(samples, self.features)

@@ -1,0 +1,158 @@
+"""Frame-synchronous RNN-T search in numpy over the exported predictor/joiner graphs.
+
+Both searches consume encoder frames as they arrive and keep everything they need between calls in
+`Hyp` objects (one per stream for greedy, `beam` per stream for beam search), so a stream can be
+decoded chunk by chunk and the result equals decoding all frames at once. They mirror
+dualasr.decoding.greedy_search / beam_search (the PyTorch reference) step for step:
+
+* greedy: at each frame up to `max_symbols_per_frame` tokens; the joiner is called once per
+  (frame, symbol) for all streams together, the predictor once for all streams that emitted.
+* modified beam search: at most one token per frame per hypothesis; the `beam` best
+  (hypothesis, token) pairs survive; pairs with equal token sequences are merged (log-add,
+  keeping the first path's emission frames).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .graphs import ModelGraphs, split_states, stack_states
+
+__all__ = ["Hyp", "initial_hyp", "greedy_search", "beam_search_step", "log_softmax"]
+
+
+@dataclass
+class Hyp:
+    """A partial hypothesis and the predictor state needed to extend it.
+
+    token_ids: emitted non-blank ids; frames: absolute encoder frame of each emission;
+    score: log-probability of the path (blanks included); context: [K] int64 last tokens;
+    pred_out: [P] predictor output for that context; pred_state: predictor state, batch 1.
+    """
+
+    token_ids: list[int]
+    frames: list[int]
+    score: float
+    context: np.ndarray
+    pred_out: np.ndarray
+    pred_state: list[np.ndarray]
+
+    def copy_with(self, token: int | None, frame: int, score: float) -> "Hyp":
+        ids = self.token_ids + [token] if token is not None else list(self.token_ids)
+        frames = self.frames + [frame] if token is not None else list(self.frames)
+        return Hyp(ids, frames, score, self.context, self.pred_out, self.pred_state)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Along the last axis, in float32 (as the reference's .float().log_softmax)."""
+    x = x.astype(np.float32, copy=False)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def initial_hyp(graphs: ModelGraphs) -> Hyp:
+    ctx = graphs.initial_context.copy()
+    out, state = graphs.predictor(ctx[None, :], graphs.predictor_initial_state())
+    return Hyp([], [], 0.0, ctx, out[0], state)
+
+
+def _push(context: np.ndarray, token: int) -> np.ndarray:
+    """Shift the context window left and append token: [K] -> [K]."""
+    return np.concatenate([context[1:], np.asarray([token], dtype=np.int64)])
+
+
+def _extend(graphs: ModelGraphs, parents: list[Hyp], tokens: list[int]) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
+    """One batched predictor step for each (parent, new token) -> [(context, pred_out, state)]."""
+    contexts = np.stack([_push(p.context, tok) for p, tok in zip(parents, tokens)])
+    specs = graphs.predictor_states
+    state = stack_states([p.pred_state for p in parents], specs) if specs else []
+    out, new_state = graphs.predictor(contexts, state)
+    rows = split_states(new_state, specs, len(parents)) if specs else [[] for _ in parents]
+    return [(contexts[i], out[i], rows[i]) for i in range(len(parents))]
+
+
+def greedy_search(
+    graphs: ModelGraphs,
+    hyps: list[Hyp],
+    encoder_out: np.ndarray,
+    num_frames: list[int],
+    first_frame: list[int],
+    max_symbols_per_frame: int = 3,
+    blank_id: int = 0,
+) -> None:
+    """Extend each stream's greedy hypothesis in place with new encoder frames.
+
+    Args:
+        hyps: one per stream (row of encoder_out).
+        encoder_out: [B, T, D] new encoder frames.
+        num_frames: valid frames per row (<= T; the rest is padding).
+        first_frame: absolute index of each row's frame 0 (for emission timestamps).
+    """
+    for t in range(encoder_out.shape[1]):
+        active = [b for b in range(len(hyps)) if t < num_frames[b]]
+        for _ in range(max_symbols_per_frame):
+            if not active:
+                break
+            logits = graphs.joiner(encoder_out[active, t], np.stack([hyps[b].pred_out for b in active]))
+            logp = log_softmax(logits)
+            best = logp.argmax(axis=-1)
+            emitted: list[int] = []
+            for i, b in enumerate(active):
+                hyps[b].score += float(logp[i, best[i]])
+                if best[i] != blank_id:
+                    hyps[b].token_ids.append(int(best[i]))
+                    hyps[b].frames.append(first_frame[b] + t)
+                    emitted.append(b)
+            if not emitted:
+                break
+            for b, (ctx, out, state) in zip(emitted, _extend(graphs, [hyps[b] for b in emitted],
+                                                             [hyps[b].token_ids[-1] for b in emitted])):
+                hyps[b].context, hyps[b].pred_out, hyps[b].pred_state = ctx, out, state
+            active = emitted  # only rows that just emitted may emit again at this frame
+
+
+def beam_search_step(
+    graphs: ModelGraphs, beams: list[Hyp], encoder_frame: np.ndarray, frame: int, beam: int, blank_id: int = 0
+) -> list[Hyp]:
+    """One frame of modified beam search for one stream.
+
+    Args:
+        beams: the current hypotheses (at most `beam`).
+        encoder_frame: [D] this frame's encoder output.
+        frame: its absolute index (recorded on emission).
+
+    Returns:
+        The new hypotheses, at most `beam`, in descending score order of their first path.
+    """
+    pred_out = np.stack([b.pred_out for b in beams])  # [K, P]
+    enc = np.repeat(encoder_frame[None, :], len(beams), axis=0)
+    logp = log_softmax(graphs.joiner(enc, pred_out))  # [K, V]
+    vocab = logp.shape[-1]
+    base = np.asarray([b.score for b in beams], dtype=np.float64)
+    total = (base[:, None] + logp.astype(np.float64)).ravel()
+    k = min(beam, total.size)
+    top = np.argsort(-total, kind="stable")[:k]
+
+    merged: dict[tuple[int, ...], Hyp] = {}
+    to_extend: list[tuple[tuple[int, ...], int]] = []  # (key, parent index) of label extensions
+    for flat in top.tolist():
+        src, tok = divmod(flat, vocab)
+        score = float(total[flat])
+        hyp = beams[src].copy_with(None if tok == blank_id else tok, frame, score)
+        key = tuple(hyp.token_ids)
+        if key in merged:
+            # Same tokens by another path: log-add (keep the first path's frames and state).
+            merged[key].score = float(np.logaddexp(merged[key].score, score))
+            continue
+        merged[key] = hyp
+        if tok != blank_id:
+            to_extend.append((key, src))
+
+    if to_extend:
+        ext = _extend(graphs, [beams[src] for _, src in to_extend], [key[-1] for key, _ in to_extend])
+        for (key, _), (ctx, out, state) in zip(to_extend, ext):
+            h = merged[key]
+            h.context, h.pred_out, h.pred_state = ctx, out, state
+    return list(merged.values())

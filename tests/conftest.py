@@ -1,0 +1,58 @@
+"""Shared fixtures: small checkpoints built on the fly (random weights, for equivalence tests only;
+recognition tests use the trained built-in model in dualasr/assets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def make_checkpoint(path: Path, preset: str = "tiny", **model_overrides) -> Path:
+    import torch
+
+    from dualasr.checkpoint import save_checkpoint
+    from dualasr.config import load_config
+    from dualasr.model import Transducer
+    from dualasr.tokenizer import Tokenizer
+
+    texts = ["please enter your account number followed by the pound key", "thank you for calling",
+             "set a timer for ten minutes", "call the office at four thirty"] * 5
+    tok = Tokenizer.train(texts, path.parent / f"{path.stem}.tok.model", vocab_size=40)
+    cfg = load_config(preset, [f"model.{k}={v}" for k, v in model_overrides.items()])
+    cfg.model.vocab_size = tok.vocab_size
+    torch.manual_seed(0)
+    model = Transducer(cfg.model).eval()
+    # Random weights make near-uniform joiner outputs; scale the output layer so greedy search
+    # emits a varied token sequence that export/runtime equality tests can compare.
+    with torch.no_grad():
+        model.joiner.out.weight.mul_(8.0)
+    save_checkpoint(path, model, cfg, tok.model_path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A tiny conformer with a stateless predictor and random weights."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "random-tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def random_lstm_checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "random-tiny-lstm.pt", "tiny-lstm")
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """A few seconds of synthesized English speech, 16 kHz mono."""
+    import subprocess
+
+    from dualasr.audio import load_audio, save_wav
+
+    d = tmp_path_factory.mktemp("speech")
+    raw = d / "raw.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw),
+                    "please enter your account number followed by the pound key"], check=True)
+    out = d / "speech.wav"
+    save_wav(out, load_audio(raw), 16000)
+    return out
