@@ -233,7 +233,10 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
     valid_set = FeatureDataset(valid_utts, tokenizer) if valid_utts else None
     sampler = DurationBucketSampler(train_set.frame_lengths(), tc.max_frames_per_batch, seed=tc.seed,
                                     num_replicas=dd.world, rank=dd.rank)
-    loader_kw = dict(batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers)
+    # A private generator: each DataLoader iterator draws a seed, which must not move the global
+    # RNG (dropout) or a resumed run would diverge from an uninterrupted one.
+    loader_kw = dict(batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
+                     generator=torch.Generator().manual_seed(tc.seed), persistent_workers=False)
     use_amp = tc.amp and dev.type == "cuda"
     n_params = count_parameters(model)
     if dd.main:

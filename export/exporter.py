@@ -150,6 +150,32 @@ def example_inputs_for(graphs: dict[str, nn.Module], model: nn.Module) -> dict[s
     return out
 
 
+@torch.no_grad()
+def calibration_graph_inputs(graphs: dict[str, nn.Module], calibration: list[dict], max_chunks: int = 8) -> list[dict]:
+    """Add per-graph input tuples to each calibration entry, so a writer can either chunk
+    entry["features"] itself or feed entry[graph_name] directly: encoder_full gets the whole
+    utterance (capped at 30 s), each streaming graph a chunk with the state accumulated over the
+    chunks before it (a realistic non-zero cache)."""
+    out = []
+    for c in calibration:
+        feats = c["features"]
+        d = dict(c)
+        if feats.shape[1] >= 12:
+            d["encoder_full"] = (feats[:, :3000],)
+        for name, m in graphs.items():
+            if not isinstance(m, StreamingEncoderStep):
+                continue
+            n = min(max_chunks, feats.shape[1] // m.chunk_frames)
+            if n == 0:
+                continue
+            state = list(m.encoder.init_state(1))
+            for i in range(n - 1):
+                state = list(m(feats[:, i * m.chunk_frames:(i + 1) * m.chunk_frames], *state)[1:])
+            d[name] = (feats[:, (n - 1) * m.chunk_frames:n * m.chunk_frames].contiguous(), *state)
+        out.append(d)
+    return out
+
+
 # ----------------------------------------------------------------------------- manifest parts
 
 
@@ -356,13 +382,12 @@ def export_checkpoint(
     except ValueError as e:
         raise ExportError(f"--chunk-ms: {e}") from None
     examples = example_inputs_for(graphs, model)
+    if calibration:
+        calibration = calibration_graph_inputs(graphs, calibration)
     _prepare_out_dir(out_dir)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export should look like any folder
         shutil.copyfile(checkpoint, tmp / CHECKPOINT_NAME)
         (tmp / "tokenizer.model").write_bytes(tokenizer_bytes)
         tokenizer = Tokenizer(tmp / "tokenizer.model")
@@ -422,6 +447,7 @@ def export_checkpoint(
         if not manifest["artifacts"]:
             raise ExportError("nothing was exported:\n  " + "\n  ".join(f"{k}: {v}" for k, v in manifest["errors"].items()))
         _summarize_sharing(manifest)
+        _make_readable(tmp)
         manifest = write_manifest(tmp, manifest)
         _swap_into_place(tmp, out_dir)
     except BaseException:
@@ -430,18 +456,39 @@ def export_checkpoint(
     return manifest
 
 
+def _sharing_numbers(stats: dict) -> tuple[int, int] | None:
+    """(shared, separate) bytes from a writer's weight_sharing stats (ExecuTorch names them *_ptd_bytes)."""
+    shared = stats.get("shared_bytes", stats.get("shared_ptd_bytes"))
+    separate = stats.get("separate_bytes", stats.get("separate_ptd_bytes"))
+    return (int(shared), int(separate)) if isinstance(shared, (int, float)) and isinstance(separate, (int, float)) else None
+
+
 def _summarize_sharing(manifest: dict) -> None:
     """Top-level shared/separate bytes from the reference artifact (onnx fp32 when present)."""
     table = manifest["weight_sharing"]
-    if not table:
+    usable = [k for k in table if _sharing_numbers(table[k])]
+    if not usable:
         return
-    ref = "onnx/fp32" if "onnx/fp32" in table else next(iter(table))
+    ref = "onnx/fp32" if "onnx/fp32" in usable else usable[0]
+    shared, separate = _sharing_numbers(table[ref])
     manifest["weight_sharing"] = {
         "artifact": ref,
-        "shared_bytes": table[ref]["shared_bytes"],
-        "separate_bytes": table[ref]["separate_bytes"],
+        "shared_bytes": shared,
+        "separate_bytes": separate,
         "by_artifact": table,
     }
+
+
+def _make_readable(root: Path) -> None:
+    """mkstemp creates 0600 files; give every file of the export the usual umask permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(root, 0o777 & ~umask)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o777 & ~umask)
+        for f in filenames:
+            os.chmod(os.path.join(dirpath, f), 0o666 & ~umask)
 
 
 # ----------------------------------------------------------------------------- CLI

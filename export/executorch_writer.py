@@ -1,0 +1,343 @@
+"""ExecuTorch export: one XNNPACK-delegated `.pte` per graph, all weights in ONE shared `.ptd`.
+
+Layout written under export_dir (precision is "fp32" or "int8"):
+  executorch/<precision>/<graph>.pte    program; its only method is "forward", batch 1
+  executorch/<precision>/weights.ptd    every constant of every graph, stored once
+
+How the weights end up in one file:
+  * delegated constants (XNNPACK) are tagged with `delegate_external_constants_pass_unlifted`; the
+    XNNPACK backend names each blob by the sha256 of its bytes, so equal weights get equal keys in
+    every program;
+  * the few non-delegated constants (LayerNorm scales, the relative-position bias table, the
+    predictor embedding) go out through `ExecutorchBackendConfig(external_constants=...)`, keyed by
+    their fully qualified parameter name, which is the same in every graph because all graphs wrap
+    the same Transducer. Graph-specific folded constants (no parameter name) stay in their `.pte`
+    so two programs can never claim one key for different bytes.
+  Each program is lowered on its own, then the per-program `.ptd` payloads are merged key by key
+  (`NamedDataStore` dedups equal keys and equal bytes) and serialized once. Every program resolves
+  its keys in the merged file at load time. The merge refuses a key that two programs map to
+  different bytes, so a collision is an export error, never a silently wrong weight.
+
+Dynamic length: encoder_full takes features [1, T, 80] with ENCODER_FULL_MIN_FRAMES <= T <=
+ENCODER_FULL_MAX_FRAMES (torch.export `Dim.DYNAMIC`; FrameStacking's `T // 4 * 4` slice and the
+reshape export symbolically, any T in range works, not only multiples of 4). Memory is planned for
+the upper bound, so the max is a deliberate 30 s cap; longer audio must go through the streaming
+graph (which has no length limit).
+
+int8: PT2E dynamic quantization (XNNPACKQuantizer, symmetric per-channel int8 weights, int8
+activations quantized at run time) of the Linear layers; everything else stays fp32. Dynamic
+quantization needs no activation statistics, but the prepared graph is still run on the example
+(and calibration) inputs so the weight observers see the weights. The integer state
+`processed_lens` is checked to stay int64 after quantization.
+
+Python runtime: `run_executorch_graph` runs a program with the ExecuTorch pybindings (which import
+torch; the on-device C++/Swift/Kotlin runtime has no such dependency).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dualasr.checkpoint import atomic_write_bytes
+
+PRECISIONS = ("fp32", "int8")
+WEIGHTS_TAG = "weights"  # the .ptd file stem every program's external data is tagged with
+METHOD = "forward"
+# 4x frame stacking: >= 3 output frames keeps every symbolic guard torch.export emits true
+# (T // 4 >= 2); 12 is the smallest multiple of 4 with margin. 3000 frames = 30 s at 10 ms.
+ENCODER_FULL_MIN_FRAMES = 12
+ENCODER_FULL_MAX_FRAMES = 3000
+
+__all__ = [
+    "ENCODER_FULL_MAX_FRAMES",
+    "ENCODER_FULL_MIN_FRAMES",
+    "ExecuTorchExportError",
+    "PRECISIONS",
+    "load_program",
+    "lower_graph",
+    "merge_ptd",
+    "run_executorch_graph",
+    "write",
+]
+
+
+class ExecuTorchExportError(RuntimeError):
+    """A graph could not be exported/lowered to ExecuTorch; the message names the graph and stage."""
+
+
+# ----------------------------------------------------------------------------- export + lowering
+
+
+def dynamic_shapes_for(name: str) -> tuple | None:
+    """torch.export dynamic_shapes of a graph: only encoder_full has a dynamic (time) axis."""
+    if name != "encoder_full":
+        return None
+    t = torch.export.Dim.DYNAMIC(min=ENCODER_FULL_MIN_FRAMES, max=ENCODER_FULL_MAX_FRAMES)
+    return ({1: t},)
+
+
+def _quantize_int8(gm: nn.Module, calib_inputs: Sequence[tuple]) -> nn.Module:
+    """PT2E dynamic int8 quantization of the linear layers (per-channel symmetric weights)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    class _IntSafeQuantizer(XNNPACKQuantizer):
+        # Upstream's transform_for_annotation turns EVERY scalar operand of add/mul into a float
+        # tensor constant, so `rel.clamp(..) + max_rel_pos` (embedding indices) and
+        # `processed_lens + C` (int64 state) silently become float. Scalar->attr conversion only
+        # matters for static add/mul quantization, which we do not use: skip it.
+        def transform_for_annotation(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            return model
+
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+    # Linear only: the depthwise convs are a small share of the weights and stay fp32.
+    quantizer = _IntSafeQuantizer().set_operator_type(torch.ops.aten.linear.default, config)
+    prepared = prepare_pt2e(gm, quantizer)
+    with torch.no_grad():
+        for inputs in calib_inputs:
+            prepared(*inputs)
+    return convert_pt2e(prepared)
+
+
+def _param_tagger(ep: torch.export.ExportedProgram) -> Callable[[torch.fx.Node], str | None]:
+    """external_constants tag fn: parameters/buffers (keyed by FQN, same in every graph) go to the
+    shared file; anonymous folded constants stay inside the .pte (their names are per-program)."""
+    sig = ep.graph_signature
+    named = set(sig.inputs_to_parameters) | set(sig.inputs_to_buffers)
+
+    def tag(node: torch.fx.Node) -> str | None:
+        return WEIGHTS_TAG if node.name in named else None
+
+    return tag
+
+
+def lower_graph(
+    module: nn.Module,
+    example: tuple,
+    dynamic_shapes: tuple | None,
+    precision: str,
+    calib_inputs: Sequence[tuple] = (),
+):
+    """nn.Module -> ExecutorchProgramManager (XNNPACK-delegated, constants tagged external).
+
+    Raises:
+        ExecuTorchExportError: with the failing stage.
+    """
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+    from executorch.exir.passes.external_constants_pass import delegate_external_constants_pass_unlifted
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
+    stage = "torch.export"
+    try:
+        with torch.no_grad():
+            gm = torch.export.export(module, example, dynamic_shapes=dynamic_shapes).module()
+            if precision == "int8":
+                stage = "PT2E int8 quantization"
+                gm = _quantize_int8(gm, [example, *calib_inputs])
+            stage = "tagging external constants"
+            # Re-export of the unlifted module: its get_attr nodes carry the tag into the delegate.
+            delegate_external_constants_pass_unlifted(gm, gen_tag_fn=lambda _node: WEIGHTS_TAG)
+            stage = "torch.export (tagged)"
+            ep = torch.export.export(gm, example, dynamic_shapes=dynamic_shapes)
+            stage = "to_edge_transform_and_lower (XNNPACK)"
+            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+            stage = "to_executorch"
+            tagger = _param_tagger(edge.exported_program())
+            return edge.to_executorch(ExecutorchBackendConfig(external_constants=tagger))
+    except Exception as e:
+        raise ExecuTorchExportError(f"{stage} failed: {type(e).__name__}: {e}") from e
+
+
+# ----------------------------------------------------------------------------- shared weights file
+
+
+def _program_ptd(prog) -> bytes | None:
+    """The serialized external data (.ptd) of one lowered program, None if it has none."""
+    with tempfile.TemporaryDirectory() as d:
+        prog.write_tensor_data_to_file(d)
+        files = sorted(Path(d).glob("*.ptd"))
+        unexpected = [f.name for f in files if f.stem != WEIGHTS_TAG]
+        if unexpected:
+            raise ExecuTorchExportError(f"lowering wrote unexpected data files {unexpected}")
+        return files[0].read_bytes() if files else None
+
+
+def merge_ptd(blobs: Sequence[bytes]) -> tuple[bytes, int]:
+    """Merge several .ptd payloads into one, storing each distinct key/blob once.
+
+    Returns (merged .ptd bytes, number of keys).
+    Raises:
+        ValueError: two payloads map one key to different bytes.
+    """
+    from executorch.exir._serialize._named_data_store import NamedDataStore
+    from executorch.exir._serialize.data_serializer import DataPayload
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    ser = FlatTensorSerializer()  # default config: segment alignment as to_executorch writes it
+    store = NamedDataStore()
+    for blob in blobs:
+        store.merge_named_data_store(ser.deserialize_to_named_data_store_output(blob, WEIGHTS_TAG))
+    out = store.get_named_data_store_output()
+    named = out.external_data.get(WEIGHTS_TAG, {})
+    return bytes(ser.serialize(DataPayload(buffers=out.buffers, named_data=named))), len(named)
+
+
+def ptd_keys(blob: bytes) -> dict[str, int]:
+    """key -> byte size of each entry of a .ptd payload (for inspection and tests)."""
+    from executorch.exir._serialize._cord import Cord
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    payload = FlatTensorSerializer().deserialize(Cord(blob))
+    return {k: len(payload.buffers[e.buffer_index]) for k, e in payload.named_data.items()}
+
+
+# ----------------------------------------------------------------------------- runtime
+
+
+def load_program(path_pte: str | os.PathLike, path_ptd: str | os.PathLike | None):
+    """An ExecuTorch runtime Program (pybindings), with the shared weights file if given."""
+    from executorch.runtime import Runtime
+
+    return Runtime.get().load_program(
+        Path(path_pte), data_path=None if path_ptd is None else str(path_ptd)
+    )
+
+
+def run_executorch_graph(
+    path_pte: str | os.PathLike, path_ptd: str | os.PathLike | None, inputs: Sequence[Any]
+) -> list[np.ndarray]:
+    """Run a program's "forward" once with the ExecuTorch Python runtime.
+
+    inputs: arrays/tensors in the manifest's input order (batch 1). Returns outputs in the manifest's
+    output order as numpy arrays (dtypes as the program produces them: int64 stays int64).
+    """
+    program = load_program(path_pte, path_ptd)
+    method = program.load_method(METHOD)
+    args = [x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)) for x in inputs]
+    outs = method.execute([a.contiguous() for a in args])
+    return [o.detach().cpu().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outs]
+
+
+# ----------------------------------------------------------------------------- the plug-in
+
+
+def _calib_for(name: str, calibration: list[dict] | None) -> list[tuple]:
+    """calibration: a list of {graph name: input tuple}; returns this graph's tuples."""
+    return [tuple(c[name]) for c in (calibration or []) if name in c]
+
+
+def _self_check(name: str, pte: Path, ptd: Path, module: nn.Module, example: tuple) -> float:
+    """Run the written program on its example inputs with the ExecuTorch runtime and compare to
+    PyTorch. Integer outputs (processed_lens) must come back int64 and exact: PT2E or a lowering
+    pass turning integer state arithmetic into float would break the streaming contract.
+
+    Returns the max abs difference over float outputs.
+    """
+    with torch.no_grad():
+        ref = module(*example)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    got = run_executorch_graph(pte, ptd, example)
+    if len(got) != len(ref):
+        raise ExecuTorchExportError(f"{name}: program returns {len(got)} outputs, PyTorch {len(ref)}")
+    diff = 0.0
+    for i, (r, g) in enumerate(zip(ref, got)):
+        r = r.numpy()
+        if r.shape != g.shape:
+            raise ExecuTorchExportError(f"{name}: output {i} has shape {g.shape}, PyTorch {r.shape}")
+        if np.issubdtype(r.dtype, np.integer):
+            if g.dtype != r.dtype or not np.array_equal(r, g):
+                raise ExecuTorchExportError(
+                    f"{name}: integer output {i} is {g.dtype} {g.tolist()}, PyTorch {r.dtype} {r.tolist()}; "
+                    "integer state must stay exact int64"
+                )
+        elif r.size:
+            diff = max(diff, float(np.abs(r - g).max()))
+    return diff
+
+
+def write(
+    graphs: dict[str, nn.Module],
+    example_inputs: dict[str, tuple],
+    export_dir: Path,
+    precision: str,
+    calibration: list[dict] | None,
+) -> dict:
+    """Export every graph to executorch/<precision>/ and return the manifest artifacts entry.
+
+    Returns e.g. {"graphs": {"encoder_full": "executorch/fp32/encoder_full.pte", ...},
+    "weights": "executorch/fp32/weights.ptd", "method": "forward", "delegate": "xnnpack",
+    "dynamic_axes": {"encoder_full": {"T": [12, 3000]}}, "weight_sharing": {...}, ...}
+    with paths relative to export_dir.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
+    export_dir = Path(export_dir)
+    rel_dir = f"executorch/{precision}"
+    out_dir = export_dir / rel_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    programs: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for name, module in graphs.items():
+        t0 = time.perf_counter()
+        example = tuple(example_inputs[name])
+        try:
+            prog = lower_graph(module.eval(), example, dynamic_shapes_for(name), precision,
+                               _calib_for(name, calibration))
+        except ExecuTorchExportError as e:
+            raise ExecuTorchExportError(f"executorch {precision} {name}: {e}") from e
+        programs[name] = prog
+        seconds[name] = round(time.perf_counter() - t0, 2)
+
+    blobs = {name: _program_ptd(p) for name, p in programs.items()}
+    present = [b for b in blobs.values() if b is not None]
+    merged, n_keys = merge_ptd(present)
+
+    entry_graphs: dict[str, str] = {}
+    for name, prog in programs.items():
+        atomic_write_bytes(out_dir / f"{name}.pte", prog.write_to_file)
+        entry_graphs[name] = f"{rel_dir}/{name}.pte"
+    ptd_path = out_dir / f"{WEIGHTS_TAG}.ptd"
+    atomic_write_bytes(ptd_path, lambda f: f.write(merged))
+    # Load every program against the one shared file: proves each finds all its keys in it.
+    check = {name: _self_check(name, out_dir / f"{name}.pte", ptd_path, graphs[name],
+                               tuple(example_inputs[name])) for name in programs}
+
+    entry: dict[str, Any] = {
+        "graphs": entry_graphs,
+        "weights": f"{rel_dir}/{WEIGHTS_TAG}.ptd",
+        "method": METHOD,
+        "delegate": "xnnpack",
+        "batch": 1,
+        "dynamic_axes": {"encoder_full": {"T": [ENCODER_FULL_MIN_FRAMES, ENCODER_FULL_MAX_FRAMES]}},
+        "weight_sharing": {
+            # Evidence the .ptd is one copy: what per-graph data files would have weighed.
+            "separate_ptd_bytes": sum(len(b) for b in present),
+            "shared_ptd_bytes": len(merged),
+            "keys": n_keys,
+        },
+        "lower_seconds": seconds,
+        "self_check_max_abs_diff": {k: float(f"{v:.3g}") for k, v in check.items()},
+    }
+    if precision == "int8":
+        entry["quantization"] = {
+            "method": "pt2e_dynamic",
+            "quantizer": "XNNPACKQuantizer",
+            "weights": "int8 symmetric per-channel",
+            "activations": "int8 dynamic (per token, at run time)",
+            "ops": "linear",
+        }
+    return entry

@@ -1,0 +1,375 @@
+"""ONNX writer: every graph of one precision in export_dir/onnx/<precision>/, all sharing ONE
+external weights file (weights.bin).
+
+Each graph is exported on its own (the full encoder, one streaming step per chunk size, predictor,
+joiner), so each .onnx would normally carry its own copy of the encoder weights. Instead every
+initializer of >= 1 KiB is hashed by content and written once into weights.bin at an aligned
+offset; each graph's TensorProto just points at (offset, length). Small tensors (shape constants,
+biases of tiny layers) stay inline, where they cost less than an external-data record.
+
+fp32: torch.onnx.export, opset 17. int8: onnxruntime dynamic quantization of MatMul/Gemm weights
+(int8, per output channel); activations are quantized at run time, so no calibration is needed.
+Conv stays float on purpose: onnxruntime's ConvInteger is slower than float Conv on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, numpy_helper
+from torch import Tensor, nn
+
+from .exporter import ExportError, graph_io
+
+__all__ = ["OPSET", "PRECISIONS", "WEIGHTS_FILE", "export_graph", "share_weights", "write"]
+
+OPSET = 17
+PRECISIONS = ("fp32", "int8")
+WEIGHTS_FILE = "weights.bin"
+INLINE_LIMIT = 1024  # bytes: smaller tensors stay inside the .onnx
+ALIGN = 64  # offset alignment of every tensor (SIMD/cache line)
+PAGE_ALIGN = 4096  # large tensors start on a page so onnxruntime can mmap them
+PAGE_ALIGN_FROM = 64 * 1024
+FP32_TOLERANCE = 1e-3  # writer self-check only; `dualasr verify` checks 1e-4 on real features
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- torch -> onnx
+
+
+def _dynamic_axes(spec: dict) -> dict[str, dict[int, str]]:
+    """Manifest I/O spec -> torch.onnx dynamic_axes (batch axis "B", string dims as named)."""
+    axes: dict[str, dict[int, str]] = {}
+    for t in spec["inputs"] + spec["outputs"]:
+        a = {i: d for i, d in enumerate(t["shape"]) if isinstance(d, str)}
+        if "batch_dim" in t:
+            a[t["batch_dim"]] = "B"
+        if a:
+            axes[t["name"]] = a
+    return axes
+
+
+def _export_legacy(module: nn.Module, example: tuple[Tensor, ...], spec: dict) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo=True, but it is ~5x faster here,
+        # handles the varargs state signature with plain dynamic_axes and gives identical numerics.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, example, buf,
+            input_names=[t["name"] for t in spec["inputs"]],
+            output_names=[t["name"] for t in spec["outputs"]],
+            dynamic_axes=_dynamic_axes(spec),
+            opset_version=OPSET, do_constant_folding=True, dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def _export_dynamo(module: nn.Module, example: tuple[Tensor, ...], spec: dict) -> bytes:
+    """Fallback for torch builds without the TorchScript exporter."""
+    from torch.export import Dim
+
+    batch = Dim("B", min=1, max=1024)
+    time_dim = Dim("T", min=12, max=3000)
+    shapes = []
+    for t in spec["inputs"]:
+        d = {i: time_dim for i, s in enumerate(t["shape"]) if s == "T"}
+        if "batch_dim" in t:
+            d[t["batch_dim"]] = batch
+        shapes.append(d or None)
+    # forward(first, *state): torch.export wants the varargs grouped as one tuple.
+    import inspect
+
+    params = list(inspect.signature(module.forward).parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        shapes = [shapes[0], tuple(shapes[1:])]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "g.onnx"
+        program = torch.onnx.export(
+            module, example, input_names=[t["name"] for t in spec["inputs"]],
+            output_names=[t["name"] for t in spec["outputs"]], dynamic_shapes=tuple(shapes),
+            opset_version=max(OPSET, 18), dynamo=True, verbose=False,
+        )
+        program.save(str(path), external_data=False)
+        return path.read_bytes()
+
+
+def export_graph(module: nn.Module, example: tuple[Tensor, ...], spec: dict) -> onnx.ModelProto:
+    """One graph -> an in-memory ModelProto with inline weights and the manifest's I/O names."""
+    try:
+        data = _export_legacy(module, example, spec)
+    except Exception as legacy_error:  # e.g. a torch without the TorchScript exporter
+        try:
+            data = _export_dynamo(module, example, spec)
+        except Exception as e:
+            raise ExportError(
+                f"torch.onnx.export failed with both exporters: TorchScript: {type(legacy_error).__name__}: "
+                f"{legacy_error}; dynamo: {type(e).__name__}: {e}"
+            ) from e
+    return onnx.load_from_string(data)
+
+
+def declare_io_shapes(model: onnx.ModelProto, spec: dict) -> None:
+    """Write the manifest's shapes onto the graph's inputs/outputs: the exporter leaves many output
+    dims unnamed-dynamic; declaring them (fixed sizes, "B" for the batch axis, "T"/"T_out" for time)
+    lets onnxruntime plan memory and lets anyone read the contract off the .onnx itself."""
+    for declared, specs in ((model.graph.input, spec["inputs"]), (model.graph.output, spec["outputs"])):
+        by_name = {s["name"]: s for s in specs}
+        for v in declared:
+            s = by_name.get(v.name)
+            if s is None:
+                continue
+            dims = v.type.tensor_type.shape.dim
+            if len(dims) != len(s["shape"]):
+                raise ExportError(f"graph {v.name}: rank {len(dims)} differs from the manifest shape {s['shape']}")
+            for i, (d, want) in enumerate(zip(dims, s["shape"])):
+                if i == s.get("batch_dim"):
+                    d.dim_param = "B"
+                elif isinstance(want, str):
+                    d.dim_param = want
+                else:
+                    d.dim_value = int(want)
+
+
+# ----------------------------------------------------------------------------- int8
+
+
+def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Dynamic int8: MatMul/Gemm weights int8 per output channel, activations quantized at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "q.onnx"
+        # The quantizer logs a root-logger warning suggesting its pre-processing pass (symbolic
+        # shape inference + ORT-specific fusions); we keep the graph portable and skip it.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_dynamic(
+                model, out, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True},
+            )
+        finally:
+            logging.disable(logging.NOTSET)
+        return onnx.load(str(out))
+
+
+# ----------------------------------------------------------------------------- shared weights
+
+
+def _large_constants_to_initializers(graph: onnx.GraphProto) -> None:
+    """Constant nodes holding >= INLINE_LIMIT bytes become initializers so they can go external."""
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            t = node.attribute[0].t
+            if t.data_type != TensorProto.STRING and numpy_helper.to_array(t).nbytes >= INLINE_LIMIT:
+                init = numpy_helper.from_array(numpy_helper.to_array(t), node.output[0])
+                graph.initializer.append(init)
+                continue
+        keep.append(node)
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+
+
+def _all_initializers(graph: onnx.GraphProto):
+    """Initializers of a graph and of every subgraph (If/Loop/Scan bodies)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_initializers(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _all_initializers(g)
+
+
+def _raw_bytes(t: TensorProto) -> bytes:
+    if t.HasField("raw_data"):
+        return t.raw_data
+    # Typed fields (float_data, int32_data, ...) -> canonical little-endian raw bytes.
+    arr = numpy_helper.to_array(t)
+    fresh = numpy_helper.from_array(arr, t.name)
+    t.CopyFrom(fresh)
+    return t.raw_data
+
+
+def share_weights(models: dict[str, onnx.ModelProto], out_dir: Path, weights_name: str = WEIGHTS_FILE) -> dict[str, Any]:
+    """Write each model to out_dir/<name>.onnx with all large tensors in ONE out_dir/weights_name,
+    each distinct tensor (by content) stored once.
+
+    Returns:
+        {"shared_bytes": size of the weights file, "graph_bytes": {name: external bytes the graph
+         references}, "separate_bytes": full + first streaming + predictor + joiner each with
+         their own copy, "all_graphs_separate_bytes": every graph with its own copy, "tensors",
+         "unique_tensors"}.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{weights_name}.", suffix=".tmp")
+    where: dict[str, tuple[int, int]] = {}  # sha256 -> (offset, length)
+    graph_bytes: dict[str, int] = {}
+    n_tensors = 0
+    serialized: dict[str, bytes] = {}
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pos = 0
+            for name, model in models.items():
+                _large_constants_to_initializers(model.graph)
+                referenced = 0
+                for t in _all_initializers(model.graph):
+                    if t.data_location == TensorProto.EXTERNAL:
+                        raise ExportError(f"graph {name}: tensor {t.name} is already external; pass models with inline weights")
+                    if t.data_type == TensorProto.STRING:
+                        continue
+                    data = _raw_bytes(t)
+                    if len(data) < INLINE_LIMIT:
+                        continue
+                    key = hashlib.sha256(data).hexdigest()
+                    if key not in where:
+                        align = PAGE_ALIGN if len(data) >= PAGE_ALIGN_FROM else ALIGN
+                        pad = (-pos) % align
+                        f.write(b"\0" * pad)
+                        where[key] = (pos + pad, len(data))
+                        f.write(data)
+                        pos += pad + len(data)
+                    offset, length = where[key]
+                    t.ClearField("raw_data")
+                    t.data_location = TensorProto.EXTERNAL
+                    del t.external_data[:]
+                    for k, v in (("location", weights_name), ("offset", str(offset)), ("length", str(length))):
+                        entry = t.external_data.add()
+                        entry.key, entry.value = k, v
+                    referenced += length
+                    n_tensors += 1
+                graph_bytes[name] = referenced
+                serialized[name] = model.SerializeToString()
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out_dir / weights_name)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for name, data in serialized.items():
+        _atomic_write(out_dir / f"{name}.onnx", data)
+
+    streaming = [n for n in graph_bytes if n.startswith("encoder_streaming_")]
+    dual_pair = ["encoder_full", *streaming[:1], "predictor", "joiner"]
+    return {
+        "shared_bytes": (out_dir / weights_name).stat().st_size,
+        "separate_bytes": sum(graph_bytes.get(n, 0) for n in dual_pair),
+        "all_graphs_separate_bytes": sum(graph_bytes.values()),
+        "graph_bytes": graph_bytes,
+        "tensors": n_tensors,
+        "unique_tensors": len(where),
+    }
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _ort_session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _check(path: Path, module: nn.Module, example: tuple[Tensor, ...], spec: dict, precision: str) -> float:
+    """onnx.checker (external data resolved beside the model) + one onnxruntime run.
+
+    Returns the max abs difference to torch on the example inputs (fp32 must stay within
+    FP32_TOLERANCE; int8 must be finite and shaped right).
+    """
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"{path} fails onnx.checker: {e}") from None
+    sess = _ort_session(path)
+    feeds = {t["name"]: x.numpy() for t, x in zip(spec["inputs"], example)}
+    outs = sess.run([t["name"] for t in spec["outputs"]], feeds)
+    with torch.no_grad():
+        ref = module(*example)
+    ref = ref if isinstance(ref, tuple) else (ref,)
+    worst = 0.0
+    for t, got, want in zip(spec["outputs"], outs, ref):
+        want = want.numpy()
+        if got.shape != want.shape:
+            raise ExportError(f"{path}: output {t['name']} has shape {got.shape}, torch gives {want.shape}")
+        if got.dtype.kind == "f":
+            if not np.isfinite(got).all():
+                raise ExportError(f"{path}: output {t['name']} has NaN/Inf on the example input")
+            worst = max(worst, float(np.abs(got.astype(np.float64) - want).max(initial=0.0)))
+        elif not np.array_equal(got, want):
+            raise ExportError(f"{path}: integer output {t['name']} differs from torch")
+    if precision == "fp32" and worst > FP32_TOLERANCE:
+        raise ExportError(f"{path}: fp32 output differs from torch by {worst:.2e} (> {FP32_TOLERANCE:g}); the export is wrong")
+    return worst
+
+
+# ----------------------------------------------------------------------------- plug-in entry
+
+
+def write(
+    graphs: dict[str, nn.Module],
+    example_inputs: dict[str, tuple[Tensor, ...]],
+    export_dir: Path,
+    precision: str,
+    calibration: list[dict] | None = None,
+) -> dict:
+    """Write onnx/<precision>/{<graph>.onnx, weights.bin} under export_dir.
+
+    calibration is not used: ONNX int8 is dynamic quantization (weights only are calibrated).
+
+    Returns:
+        The manifest artifacts entry {"graphs": {name: path}, "weights": path, "opset", "quantization",
+        "example_max_abs_diff": {name: float}, "weight_sharing": {...}} (paths relative to export_dir).
+    """
+    if precision not in PRECISIONS:
+        raise ExportError(f"onnx precision must be one of {PRECISIONS}, got {precision!r}")
+    export_dir = Path(export_dir)
+    specs = graph_io(graphs, example_inputs)
+    models = {name: export_graph(m, example_inputs[name], specs[name]) for name, m in graphs.items()}
+    if precision == "int8":
+        models = {name: quantize_int8(m) for name, m in models.items()}
+    for name, m in models.items():
+        declare_io_shapes(m, specs[name])
+    rel = f"onnx/{precision}"
+    sharing = share_weights(models, export_dir / rel)
+    diffs = {
+        name: _check(export_dir / rel / f"{name}.onnx", graphs[name], example_inputs[name], specs[name], precision)
+        for name in graphs
+    }
+    opset = max((o.version for o in next(iter(models.values())).opset_import if o.domain in ("", "ai.onnx")), default=OPSET)
+    return {
+        "graphs": {name: f"{rel}/{name}.onnx" for name in graphs},
+        "weights": f"{rel}/{WEIGHTS_FILE}",
+        "opset": opset,
+        "quantization": None if precision == "fp32" else
+            "dynamic int8: MatMul/Gemm weights per output channel, activations at run time",
+        "example_max_abs_diff": diffs,
+        "weight_sharing": sharing,
+    }

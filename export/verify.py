@@ -1,0 +1,507 @@
+"""`dualasr verify EXPORT_DIR`: check an export against the checkpoint it carries.
+
+The export is self-contained (manifest.json, checkpoint.pt, artifacts), so verification needs no
+other input. Steps:
+  1. load_manifest with checksums: refuses missing files, size/sha256 mismatches, unsafe paths;
+  2. the manifest's graph I/O table must equal what the checkpoint's model produces, and every
+     ONNX graph must declare exactly those inputs/outputs (names, ranks, fixed sizes);
+  3. per runtime found (onnxruntime; ExecuTorch when its artifacts exist) and precision:
+     a. streaming: every step graph run chunk by chunk with its state, vs PyTorch
+        model.encoder(feats, None, "streaming") over the whole utterance (max abs diff);
+     b. full: encoder_full vs PyTorch full mode;
+     c. greedy decoding with the runtime's predictor/joiner graphs (a numpy loop) vs
+        dualasr.decoding.greedy_search on the PyTorch fp32 encoder output: token agreement;
+     fp32 must stay within 1e-4 and agree on the tokens; int8 reports its error and must keep
+     INT8_MIN_AGREEMENT token agreement with fp32;
+  4. Core ML: on macOS nothing is predicted either (yet); everywhere the package spec is loaded and
+     its functions and I/O names checked against the manifest, and the report says plainly that
+     predict was not run.
+Audio: the files given, else a deterministic 3 s pseudo-speech signal (harmonic source with moving
+formants and syllable envelope) so the check needs no data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .manifest import ManifestError, artifact_path, load_manifest
+
+__all__ = ["FP32_TOLERANCE", "INT8_MIN_AGREEMENT", "VerifyError", "main", "pseudo_speech", "verify_export"]
+
+FP32_TOLERANCE = 1e-4
+FP32_MIN_AGREEMENT = 0.98  # not 1.0: a near-tie on long real audio may flip one token legitimately
+INT8_MIN_AGREEMENT = 0.80
+MAX_SYMBOLS_PER_FRAME = 3  # as dualasr.decoding.greedy_search's default
+
+
+class VerifyError(ValueError):
+    """The export cannot be verified at all (unreadable checkpoint, no runtime); see the message."""
+
+
+@dataclass
+class Check:
+    runtime: str
+    precision: str
+    check: str
+    metric: str
+    value: float | None
+    limit: float | None
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    export_dir: str
+    audio: list[dict] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {"export_dir": self.export_dir, "ok": self.ok, "audio": self.audio,
+                "checks": [asdict(c) for c in self.checks], "notes": self.notes}
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def pseudo_speech(seconds: float = 3.0, sample_rate: int = 16000) -> np.ndarray:
+    """A deterministic speech-like waveform [N] float32 in [-0.5, 0.5]: a gliding 95-165 Hz
+    harmonic source shaped by two formants that jump every syllable (4 per second), a syllable
+    envelope, short silences at both ends and a little noise."""
+    rng = np.random.default_rng(1234)
+    n = int(seconds * sample_rate)
+    t = np.arange(n) / sample_rate
+    f0 = 130 + 35 * np.sin(2 * np.pi * 0.6 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
+    syllable = np.floor(t * 4).astype(int)
+    formants = rng.uniform([300, 900], [850, 2400], size=(syllable.max() + 1, 2))[syllable]  # [n, 2]
+    x = np.zeros(n)
+    for k in range(1, 40):
+        fk = k * f0
+        amp = sum(np.exp(-0.5 * ((fk - formants[:, j]) / 120.0) ** 2) for j in range(2)) + 0.02
+        x += amp / k**0.5 * np.sin(k * phase)
+    env = 0.5 * (1 - np.cos(2 * np.pi * 4 * t)) ** 1.5
+    env[(t < 0.25) | (t > seconds - 0.25)] = 0.0
+    x = x * env + 0.002 * rng.standard_normal(n)
+    return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def _features(manifest: dict, audio: list[Path] | None) -> list[tuple[str, Any]]:
+    """-> [(name, feats [1, T, F] torch float32)]"""
+    import torch
+
+    from dualasr.audio import load_audio
+    from dualasr.features import FbankConfig, compute_fbank
+
+    cfg = FbankConfig.from_dict(manifest["features"])
+    if audio:
+        waves = [(Path(p).name, load_audio(p, cfg.sample_rate)) for p in audio]
+    else:
+        waves = [("pseudo-speech-3s", pseudo_speech(3.0, cfg.sample_rate))]
+    out = []
+    for name, w in waves:
+        feats = compute_fbank(torch.from_numpy(w), cfg)[None]
+        if feats.shape[1] < 4 * manifest["subsampling"]:
+            raise VerifyError(f"audio {name} is too short to verify ({feats.shape[1]} frames); use >= 0.2 s")
+        out.append((name, feats))
+    return out
+
+
+# ----------------------------------------------------------------------------- runtimes
+
+
+class _OrtRunner:
+    """onnxruntime sessions for one precision; run(graph, {name: array}) -> {name: array}."""
+
+    name = "onnxruntime"
+
+    def __init__(self, export_dir: Path, manifest: dict, precision: str):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.intra_op_num_threads = 1  # tiny step graphs: threads only add synchronization cost
+        self.sessions = {}
+        for g, rel in manifest["artifacts"]["onnx"][precision]["graphs"].items():
+            path = artifact_path(manifest, export_dir, rel)
+            self.sessions[g] = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sess = self.sessions[graph]
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(names, feeds)))
+
+
+class _ExecuTorchRunner:
+    """ExecuTorch programs (batch 1) with the shared .ptd weights, via the executorch pybindings."""
+
+    name = "executorch"
+
+    def __init__(self, export_dir: Path, manifest: dict, precision: str):
+        import torch  # noqa: F401  (the pybindings need libtorch loaded first)
+        from executorch.runtime import Runtime
+
+        art = manifest["artifacts"]["executorch"][precision]
+        data = str(artifact_path(manifest, export_dir, art["weights"])) if art.get("weights") else None
+        method = art.get("method", "forward")
+        runtime = Runtime.get()
+        self.methods = {}
+        self.programs = {}
+        for g, rel in art["graphs"].items():
+            program = runtime.load_program(artifact_path(manifest, export_dir, rel), data_path=data)
+            self.programs[g] = program  # keep the program alive as long as its method
+            self.methods[g] = program.load_method(method)
+        self.io = {g: ([t["name"] for t in s["inputs"]], [t["name"] for t in s["outputs"]])
+                   for g, s in manifest["graphs"].items()}
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        ins, outs = self.io[graph]
+        res = self.methods[graph].execute([torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in ins])
+        return {n: (r.detach().numpy() if hasattr(r, "detach") else np.asarray(r)) for n, r in zip(outs, res)}
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _zeros(spec: dict) -> np.ndarray:
+    return np.zeros([int(d) for d in spec["shape"]], dtype=np.dtype(spec["dtype"]))
+
+
+def greedy_decode(runner, manifest: dict, enc: np.ndarray, max_symbols: int = MAX_SYMBOLS_PER_FRAME) -> list[int]:
+    """Greedy RNN-T search over the runner's predictor/joiner graphs (batch 1).
+
+    enc: [T, D] encoder output. Same rule as dualasr.decoding.greedy_search: at each frame emit the
+    argmax token until blank (at most max_symbols per frame); the predictor advances on emission.
+    """
+    pred = manifest["predictor"]
+    blank = manifest["blank_id"]
+    context = np.asarray([pred["initial_context"]], dtype=np.int64)
+    state = {s["name"]: _zeros(s) for s in pred["states"]}
+
+    def step(ctx: np.ndarray, st: dict) -> tuple[np.ndarray, dict]:
+        out = runner.run("predictor", {"context": ctx, **st})
+        return out["predictor_out"], {k: out[f"new_{k}"] for k in st}
+
+    pred_out, state = step(context, state)
+    tokens: list[int] = []
+    for t in range(enc.shape[0]):
+        frame = np.ascontiguousarray(enc[t:t + 1], dtype=np.float32)
+        for _ in range(max_symbols):
+            logits = runner.run("joiner", {"encoder_out": frame, "predictor_out": pred_out})["logits"]
+            k = int(np.argmax(logits[0]))
+            if k == blank:
+                break
+            tokens.append(k)
+            context = np.concatenate([context[:, 1:], np.asarray([[k]], dtype=np.int64)], axis=1)
+            pred_out, state = step(context, state)
+    return tokens
+
+
+def _edit_distance(a: list[int], b: list[int]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i]
+        for j, y in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+def token_agreement(hyps: list[list[int]], refs: list[list[int]]) -> float:
+    """1 - (total token edit distance / total reference tokens), floored at 0 (1.0 if both empty)."""
+    errors = sum(_edit_distance(h, r) for h, r in zip(hyps, refs))
+    total = sum(len(r) for r in refs)
+    if total == 0:
+        return 1.0 if errors == 0 else 0.0
+    return max(0.0, 1.0 - errors / total)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def run_streaming(runner, manifest: dict, entry: dict, feats: np.ndarray) -> tuple[np.ndarray, int]:
+    """Chunked streaming through one step graph. feats [1, T, F] -> (enc [T // s, D], final processed_lens)."""
+    c = entry["chunk_frames"]
+    state = {s["name"]: _zeros(s) for s in entry["states"]}
+    inputs = [t["name"] for t in manifest["graphs"][entry["graph"]]["inputs"]]
+    T = feats.shape[1]
+    outs = []
+    for start in range(0, T, c):
+        chunk = feats[:, start:start + c]
+        if chunk.shape[1] < c:  # the last partial chunk is zero-padded, as a runtime does at end of input
+            chunk = np.concatenate([chunk, np.zeros((1, c - chunk.shape[1], feats.shape[2]), np.float32)], axis=1)
+        res = runner.run(entry["graph"], {"features": np.ascontiguousarray(chunk, np.float32), **state})
+        outs.append(res["encoder_out"][0])
+        state = {n: res[f"new_{n}"] for n in inputs[1:]}
+    processed = int(np.asarray(state.get("processed_lens", [-1])).reshape(-1)[0])
+    return np.concatenate(outs, axis=0)[: T // manifest["subsampling"]], processed
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape != b.shape:
+        return math.inf
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max(initial=0.0))
+
+
+def _check_graph_table(report: Report, manifest: dict, model) -> None:
+    """The manifest's I/O table must be what this checkpoint's model produces."""
+    from .exporter import example_inputs_for, graph_io
+    from .wrappers import graphs_for
+
+    chunks = [e["chunk_ms"] for e in manifest["streaming"]]
+    graphs = graphs_for(model, chunks)
+    expected = graph_io(graphs, example_inputs_for(graphs, model))
+    problems = []
+    for g in sorted(set(expected) | set(manifest["graphs"])):
+        if g not in manifest["graphs"] or g not in expected:
+            problems.append(f"graph {g} only in {'checkpoint' if g in expected else 'manifest'}")
+        elif manifest["graphs"][g] != expected[g]:
+            problems.append(f"graph {g}: manifest {manifest['graphs'][g]} != checkpoint {expected[g]}")
+    report.checks.append(Check("manifest", "-", "graph I/O vs checkpoint", "mismatches", len(problems), 0,
+                               not problems, "; ".join(problems)))
+
+
+def _check_onnx_io(report: Report, export_dir: Path, manifest: dict, precision: str) -> None:
+    """Each ONNX graph's declared inputs/outputs vs the manifest: names, order, rank, fixed sizes."""
+    import onnx
+
+    problems = []
+    for g, rel in manifest["artifacts"]["onnx"][precision]["graphs"].items():
+        model = onnx.load(str(artifact_path(manifest, export_dir, rel)), load_external_data=False)
+        for kind, declared in (("inputs", model.graph.input), ("outputs", model.graph.output)):
+            specs = manifest["graphs"][g][kind]
+            names = [v.name for v in declared]
+            if names != [s["name"] for s in specs]:
+                problems.append(f"{g} {kind} {names} != manifest {[s['name'] for s in specs]}")
+                continue
+            for v, s in zip(declared, specs):
+                dims = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+                if len(dims) != len(s["shape"]):
+                    problems.append(f"{g} {v.name} has rank {len(dims)}, manifest shape {s['shape']}")
+                    continue
+                for i, (d, want) in enumerate(zip(dims, s["shape"])):
+                    fixed = isinstance(want, int) and i != s.get("batch_dim")
+                    if fixed and d != want:
+                        problems.append(f"{g} {v.name} dim {i} is {d if d is not None else 'dynamic'}, manifest says {want}")
+    report.checks.append(Check("onnxruntime", precision, "graph I/O vs manifest", "mismatches", len(problems), 0,
+                               not problems, "; ".join(problems)))
+
+
+def _runtime_checks(report: Report, runner, manifest: dict, precision: str, model, feats_list, refs) -> None:
+    import torch
+
+    from dualasr.decoding import greedy_search
+
+    is_float = precision in ("fp32", "fp16")
+    limit = FP32_TOLERANCE if precision == "fp32" else None
+    min_agree = FP32_MIN_AGREEMENT if is_float else INT8_MIN_AGREEMENT
+    rt = runner.name
+    max_frames = None
+    if rt == "executorch":
+        dyn = manifest["artifacts"]["executorch"][precision].get("dynamic_axes", {}).get("encoder_full", {}).get("T")
+        max_frames = dyn[1] if dyn else None
+
+    def scale(ref_list) -> float:
+        return max(float(np.abs(r).max()) for r in ref_list) or 1.0
+
+    for entry in manifest["streaming"]:
+        diffs, hyps, ref_tokens, wrong_lens = [], [], [], []
+        for (name, feats), ref in zip(feats_list, refs):
+            enc, processed = run_streaming(runner, manifest, entry, feats.numpy())
+            want = ref["streaming"]
+            diffs.append(_max_diff(enc, want))
+            emitted = math.ceil(feats.shape[1] / entry["chunk_frames"]) * entry["encoder_frames"]
+            if processed != emitted:
+                wrong_lens.append(f"{name}: processed_lens {processed}, expected {emitted}")
+            hyps.append(greedy_decode(runner, manifest, enc))
+            ref_tokens.append(ref["streaming_tokens"])
+        d = max(diffs)
+        rel = d / scale([r["streaming"] for r in refs])
+        ok = (d <= limit if limit is not None else math.isfinite(d)) and not wrong_lens
+        report.checks.append(Check(rt, precision, f"streaming {entry['chunk_ms']} ms vs torch", "max_abs_diff", d, limit, ok,
+                                   f"relative {rel:.2e}" + ("; " + "; ".join(wrong_lens) if wrong_lens else "")))
+        agree = token_agreement(hyps, ref_tokens)
+        report.checks.append(Check(rt, precision, f"streaming {entry['chunk_ms']} ms greedy tokens vs torch fp32",
+                                   "token_agreement", agree, min_agree, agree >= min_agree,
+                                   f"{sum(map(len, ref_tokens))} reference tokens"))
+
+    diffs, hyps, ref_tokens, notes = [], [], [], []
+    for (name, feats), ref in zip(feats_list, refs):
+        x = feats.numpy()
+        want, want_tokens = ref["full"], ref["full_tokens"]
+        if max_frames and x.shape[1] > max_frames:
+            notes.append(f"{name} cropped to {max_frames} frames (the graph's maximum)")
+            x = x[:, :max_frames]
+            with torch.no_grad():
+                want_t, _ = model.encoder(torch.from_numpy(x), None, "full")
+            want = want_t[0].numpy()
+            want_tokens = greedy_search(model, want_t, torch.tensor([want_t.shape[1]]))[0].tokens
+        enc = runner.run("encoder_full", {"features": np.ascontiguousarray(x, np.float32)})["encoder_out"][0]
+        diffs.append(_max_diff(enc, want))
+        hyps.append(greedy_decode(runner, manifest, enc))
+        ref_tokens.append(want_tokens)
+    d = max(diffs)
+    rel = d / scale([r["full"] for r in refs])
+    ok = d <= limit if limit is not None else math.isfinite(d)
+    report.checks.append(Check(rt, precision, "full vs torch", "max_abs_diff", d, limit, ok,
+                               "; ".join([f"relative {rel:.2e}", *notes])))
+    agree = token_agreement(hyps, ref_tokens)
+    report.checks.append(Check(rt, precision, "full greedy tokens vs torch fp32", "token_agreement", agree, min_agree,
+                               agree >= min_agree, f"{sum(map(len, ref_tokens))} reference tokens"))
+
+
+def _coreml_checks(report: Report, export_dir: Path, manifest: dict) -> None:
+    """Spec-level validation only: Core ML cannot predict off Apple platforms."""
+    for precision, art in manifest["artifacts"]["coreml"].items():
+        package = artifact_path(manifest, export_dir, art["package"])
+        try:
+            import coremltools as ct
+
+            spec = ct.utils.load_spec(str(package))
+        except Exception as e:
+            report.checks.append(Check("coreml", precision, "package spec", "loads", 0, None, False,
+                                       f"{package}: {type(e).__name__}: {e}"))
+            continue
+        desc = spec.description
+        if len(desc.functions):
+            functions = {f.name: f for f in desc.functions}
+        else:  # single-function package: its I/O is the model description itself
+            functions = {(art.get("functions") or ["main"])[0]: desc}
+        problems = []
+        for g in art.get("functions") or list(manifest["graphs"]):
+            if g not in functions:
+                problems.append(f"function {g} missing (package has {sorted(functions)})")
+                continue
+            f = functions[g]
+            for kind, declared in (("inputs", f.input), ("outputs", f.output)):
+                names = sorted(v.name for v in declared)
+                want = sorted(t["name"] for t in manifest["graphs"][g][kind])
+                if names != want:
+                    problems.append(f"{g} {kind} {names} != manifest {want}")
+        report.checks.append(Check("coreml", precision, "package functions and I/O names vs manifest", "mismatches",
+                                   len(problems), 0, not problems, "; ".join(problems)))
+        report.notes.append(
+            f"coreml {precision}: spec validated only; predict was NOT run "
+            f"({'not attempted by this verifier' if sys.platform == 'darwin' else 'Core ML runs only on macOS/iOS, this is ' + sys.platform})"
+        )
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def verify_export(export_dir: str | os.PathLike[str], audio: list[Path] | None = None) -> dict:
+    """Verify an export folder; returns the report dict ({"ok": bool, "checks": [...], "notes": [...]}).
+
+    Raises:
+        ManifestError: missing/tampered/too new export.
+        VerifyError: the checkpoint inside cannot be loaded or the audio is unusable.
+    """
+    import torch
+
+    # The reference greedy search runs hundreds of tiny predictor/joiner steps; with several
+    # intra-op threads each step pays thread wake-ups (10x slower on a busy 2-core box).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _verify_export(Path(export_dir), audio)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _verify_export(export_dir: Path, audio: list[Path] | None) -> dict:
+    import torch
+
+    from dualasr.checkpoint import CheckpointError, load_model
+    from dualasr.decoding import greedy_search
+
+    export_dir = Path(export_dir)
+    manifest = load_manifest(export_dir, verify_checksums=True)
+    report = Report(str(export_dir))
+    if not isinstance(manifest.get("checkpoint"), str):
+        raise VerifyError(f"{export_dir}: the manifest names no checkpoint, so there is no reference to verify against; re-export")
+    try:
+        model, _, _ = load_model(artifact_path(manifest, export_dir, manifest["checkpoint"]))
+    except CheckpointError as e:
+        raise VerifyError(f"{export_dir}: {e}") from None
+    for key, msg in (manifest.get("errors") or {}).items():
+        report.notes.append(f"{key} was not exported: {msg}")
+    _check_graph_table(report, manifest, model)
+
+    feats_list = _features(manifest, audio)
+    report.audio = [{"name": n, "frames": int(f.shape[1])} for n, f in feats_list]
+    refs = []
+    with torch.no_grad():
+        for _, feats in feats_list:
+            r = {}
+            for mode in ("streaming", "full"):
+                enc, _ = model.encoder(feats, None, mode)
+                r[mode] = enc[0].numpy()
+                r[f"{mode}_tokens"] = greedy_search(model, enc, torch.tensor([enc.shape[1]]))[0].tokens
+            refs.append(r)
+
+    artifacts = manifest.get("artifacts", {})
+    for precision in artifacts.get("onnx", {}):
+        _check_onnx_io(report, export_dir, manifest, precision)
+        _runtime_checks(report, _OrtRunner(export_dir, manifest, precision), manifest, precision, model, feats_list, refs)
+    for precision in artifacts.get("executorch", {}):
+        try:
+            runner = _ExecuTorchRunner(export_dir, manifest, precision)
+        except ImportError as e:
+            report.notes.append(f"executorch {precision}: not run, the executorch runtime is not installed ({e})")
+            continue
+        except Exception as e:
+            report.checks.append(Check("executorch", precision, "load programs", "loads", 0, None, False, f"{type(e).__name__}: {e}"))
+            continue
+        _runtime_checks(report, runner, manifest, precision, model, feats_list, refs)
+    if "coreml" in artifacts:
+        _coreml_checks(report, export_dir, manifest)
+    for fmt in artifacts:
+        if fmt not in ("onnx", "executorch", "coreml"):
+            report.notes.append(f"{fmt}: no verifier for this format; its files were checksum-verified only")
+    if not any(c.runtime not in ("manifest",) for c in report.checks):
+        report.notes.append("no runtime artifacts were verified (the export has none this verifier can run)")
+    return report.to_dict()
+
+
+def format_report(report: dict) -> str:
+    rows = [("", "runtime", "precision", "check", "value", "limit", "detail")]
+    for c in report["checks"]:
+        v = c["value"]
+        value = "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+        limit = "-" if c["limit"] is None else f"{c['limit']:g}"
+        rows.append(("ok" if c["ok"] else "FAIL", c["runtime"], c["precision"], c["check"], value, limit, c["detail"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = [f"verify {report['export_dir']} on " + ", ".join(f"{a['name']} ({a['frames']} frames)" for a in report["audio"])]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + ("  " + r[6] if r[6] else "") for r in rows]
+    lines += [f"note: {n}" for n in report["notes"]]
+    lines.append("PASSED" if report["ok"] else "FAILED: " + ", ".join(
+        f"{c['runtime']} {c['precision']} {c['check']}" for c in report["checks"] if not c["ok"]))
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    """CLI entry (`dualasr verify EXPORT_DIR [--audio ...] [--json FILE]`): 0 passed, 1 failed."""
+    try:
+        report = verify_export(Path(args.export_dir), [Path(a) for a in args.audio] if args.audio else None)
+    except ManifestError as e:
+        print(f"dualasr verify: the export is not intact: {e}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    if getattr(args, "json", None):
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if report["ok"] else 1

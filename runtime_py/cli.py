@@ -1,0 +1,115 @@
+"""`dualasr transcribe DIR AUDIO...`: transcribe files through the runtime, as a live stream.
+
+Prints one line of text per file and a one-line RTF / latency summary (or, with --json, one JSON
+object {"files": [...], "summary": {...}}). --backend torch is the PyTorch eager reference
+(dualasr.reference, imported only then); every other backend runs without torch (ExecuTorch's
+Python bindings excepted, see dualasr.runtime.backends).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+__all__ = ["transcribe_main", "default_export_dir", "build_recognizer"]
+
+_AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".g722", ".aiff", ".aif", ".au"}
+
+
+def default_export_dir() -> Path:
+    import dualasr
+
+    return Path(dualasr.__file__).parent / "assets" / "default" / "export"
+
+
+def _resolve_dirs(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    export_dir, audio = args.export_dir, list(args.audio or [])
+    # `dualasr transcribe a.wav` parses a.wav as DIR: treat an audio file there as input.
+    if export_dir is not None and Path(export_dir).is_file() and Path(export_dir).suffix.lower() in _AUDIO_SUFFIXES:
+        audio.insert(0, export_dir)
+        export_dir = None
+    if export_dir is None:
+        d = default_export_dir()
+        if not (d / "manifest.json").is_file():
+            raise FileNotFoundError(
+                f"no export folder given and the built-in model's export ({d}) is not installed; "
+                "pass an export folder: dualasr transcribe DIR AUDIO... (make one with `dualasr export`)"
+            )
+        export_dir = d
+    if not audio:
+        raise ValueError("no audio files given: dualasr transcribe DIR AUDIO...")
+    return Path(export_dir), audio
+
+
+def build_recognizer(export_dir: Path, args: argparse.Namespace):
+    """A Recognizer (or the torch reference) from the transcribe options."""
+    if args.backend == "torch":
+        from dualasr.reference import TorchRecognizer  # imports torch: only for this backend
+
+        return TorchRecognizer(export_dir, mode=args.mode, chunk_ms=args.chunk_ms, decoding=args.decoding,
+                               threads=args.threads)
+    from .recognizer import Recognizer
+
+    return Recognizer(export_dir, backend=args.backend, precision=args.precision, mode=args.mode,
+                      chunk_ms=args.chunk_ms, decoding=args.decoding, threads=args.threads)
+
+
+def _fmt(x: float | None, unit: str = "s") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}{unit}"
+
+
+def transcribe_main(args: argparse.Namespace) -> int:
+    from dualasr.audio import load_audio
+
+    from .simulate import SetSimulation, simulate
+
+    export_dir, audio = _resolve_dirs(args)
+    rec = build_recognizer(export_dir, args)
+    sims = SetSimulation()
+    for path in audio:
+        samples = load_audio(path, rec.sample_rate)
+        r = simulate(rec, samples, rec.sample_rate, realtime=args.realtime, name=str(path))
+        sims.results.append(r)
+        if not args.json:
+            print(f"{path}: {r.text}", flush=True)
+    summary = sims.summary()
+    summary.update(backend=getattr(rec, "backend_name", args.backend), mode=args.mode,
+                   precision=args.precision if args.backend != "torch" else "fp32",
+                   chunk_ms=getattr(rec, "chunk_ms", None), decoding=args.decoding)
+    if args.json:
+        out = {
+            "export_dir": str(export_dir),
+            "files": [
+                {"file": r.name, "text": r.text, "tokens": r.token_ids, "timestamps": r.timestamps,
+                 "audio_s": r.audio_s, "rtf": r.rtf, "first_partial_latency_s": r.first_partial_latency_s,
+                 "emission_latency_s": r.emission_latency_s, "final_latency_s": r.final_latency_s,
+                 "chunk_compute_ms": r.chunk_compute_ms}
+                for r in sims.results
+            ],
+            "summary": summary,
+        }
+        print(json.dumps(_nan_to_none(out), indent=1, allow_nan=False))
+    else:
+        s = summary
+        print(
+            f"[{s['backend']} {s['mode']} {s['precision']}"
+            + (f" {s['chunk_ms']}ms" if s["chunk_ms"] else "")
+            + f"] RTF {s['rtf']:.3f} | chunk p50 {_fmt(s['chunk_compute_ms_p50'], 'ms')}"
+            f" | first partial {_fmt(s['first_partial_at_50_s'])}"
+            f" | emission latency @50 {_fmt(s['latency_at_50_s'])} @90 {_fmt(s['latency_at_90_s'])}"
+            f" | load {_fmt(s['load_s'])} | peak RSS {s['peak_rss_mb']:.0f} MiB"
+        )
+    return 0
+
+
+def _nan_to_none(o):
+    """JSON has no NaN: write null instead."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _nan_to_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_nan_to_none(v) for v in o]
+    return o

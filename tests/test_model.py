@@ -1,0 +1,163 @@
+"""Dual-mode layers against their definitions, causality, chunked == whole streaming, overhead."""
+
+import pytest
+import torch
+
+from dualasr.config import PRESETS, ModelConfig, load_config
+from dualasr.layers import DualModeDepthwiseConv, DualModeSelfAttention, DualNorm, dual_mode_mean
+from dualasr.model import Transducer, count_parameters, dual_mode_overhead
+
+
+def test_conv_streaming_is_masked_symmetric_kernel():
+    torch.manual_seed(0)
+    conv = DualModeDepthwiseConv(3, 5)
+    x = torch.randn(2, 3, 20)
+    w = conv.weight.detach()
+    full = conv(x, "full")
+    stream = conv(x, "streaming")
+    # Definition: y[t] = sum_i w[i] x[t + i - 2]; streaming keeps taps i <= 2 (left (k+1)/2 taps).
+    xp = torch.nn.functional.pad(x, (2, 2))
+    ref_full = sum(w[:, 0, i].view(1, 3, 1) * xp[:, :, i : i + 20] for i in range(5)) + conv.bias.view(1, 3, 1)
+    ref_stream = sum(w[:, 0, i].view(1, 3, 1) * xp[:, :, i : i + 20] for i in range(3)) + conv.bias.view(1, 3, 1)
+    torch.testing.assert_close(full, ref_full)
+    torch.testing.assert_close(stream, ref_stream)
+    assert conv.causal_mask.tolist() == [1, 1, 1, 0, 0]
+
+
+def test_conv_chunks_equal_whole():
+    torch.manual_seed(0)
+    conv = DualModeDepthwiseConv(4, 7)
+    x = torch.randn(1, 4, 30)
+    cache = torch.zeros(1, 4, 3)
+    outs = []
+    for i in range(0, 30, 5):
+        y, cache = conv.forward_chunk(x[:, :, i : i + 5], cache)
+        outs.append(y)
+    torch.testing.assert_close(torch.cat(outs, 2), conv(x, "streaming"))
+
+
+def test_pooling_global_vs_cumulative_mean():
+    x = torch.arange(12, dtype=torch.float32).view(1, 4, 3)
+    lengths = torch.tensor([3])
+    full = dual_mode_mean(x, lengths, "full")
+    torch.testing.assert_close(full, x[:, :3].mean(1, keepdim=True))
+    stream = dual_mode_mean(x, lengths, "streaming")
+    for t in range(4):
+        torch.testing.assert_close(stream[:, t], x[:, : t + 1].mean(1))
+
+
+def test_attention_streaming_sees_left_window_only():
+    torch.manual_seed(0)
+    attn = DualModeSelfAttention(16, 2, left_context=3, max_rel_pos=8, dropout=0.0).eval()
+    x = torch.randn(1, 12, 16)
+    base = attn(x, None, "streaming")
+    for t in range(12):
+        for j in range(12):
+            x2 = x.clone()
+            x2[:, j] += torch.randn(16)
+            changed = (attn(x2, None, "streaming")[:, t] - base[:, t]).abs().max() > 1e-6
+            assert bool(changed) == (t - 3 <= j <= t), (t, j)
+    # Full mode: every frame sees every other frame.
+    x2 = x.clone()
+    x2[:, -1] += 1.0
+    assert (attn(x2, None, "full")[:, 0] - attn(x, None, "full")[:, 0]).abs().max() > 1e-6
+
+
+def test_norms_are_separate_per_mode():
+    norm = DualNorm(8)
+    with torch.no_grad():
+        norm.full.weight.fill_(2.0)
+    x = torch.randn(2, 5, 8)
+    assert not torch.allclose(norm(x, "full"), norm(x, "streaming"))
+    assert norm.full.weight.data_ptr() != norm.streaming.weight.data_ptr()
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-lstm", "tiny-contextnet"])
+def test_streaming_encoder_is_causal_and_full_is_not(preset):
+    torch.manual_seed(0)
+    model = Transducer(load_config(preset).model).eval()
+    x = torch.randn(1, 160, 80)
+    lens = torch.tensor([160])
+    cut = 80  # feature frame; encoder frames < 20 only see feature frames < 80
+    x2 = x.clone()
+    x2[:, cut:] = torch.randn(1, 160 - cut, 80) * 3
+    with torch.no_grad():
+        s1, _ = model.encoder(x, lens, "streaming")
+        s2, _ = model.encoder(x2, lens, "streaming")
+        f1, _ = model.encoder(x, lens, "full")
+        f2, _ = model.encoder(x2, lens, "full")
+    assert torch.equal(s1[:, : cut // 4], s2[:, : cut // 4])
+    assert (s1[:, cut // 4 :] - s2[:, cut // 4 :]).abs().max() > 1e-3
+    assert (f1[:, : cut // 4] - f2[:, : cut // 4]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-lstm", "tiny-contextnet"])
+@pytest.mark.parametrize("chunk", [4, 16, 36])
+def test_chunked_streaming_equals_whole_utterance(preset, chunk):
+    torch.manual_seed(1)
+    model = Transducer(load_config(preset).model).eval()
+    x = torch.randn(2, 203, 80)
+    with torch.no_grad():
+        whole, _ = model.encoder(x, torch.tensor([203, 203]), "streaming")
+        state = model.encoder.init_state(2)
+        outs = []
+        for i in range(0, 203, chunk):
+            piece = x[:, i : i + chunk]
+            piece = torch.nn.functional.pad(piece, (0, 0, 0, chunk - piece.shape[1]))
+            y, state = model.encoder.forward_chunk(piece, state)
+            outs.append(y)
+    chunked = torch.cat(outs, 1)[:, : whole.shape[1]]
+    assert (chunked - whole).abs().max() < 1e-4
+    assert state[-1].dtype == torch.int64 and int(state[-1][0]) == sum(o.shape[1] for o in outs)
+
+
+def test_batch_padding_does_not_change_full_mode_outputs():
+    torch.manual_seed(0)
+    model = Transducer(load_config("tiny").model).eval()
+    a = torch.randn(1, 120, 80)
+    batch = torch.cat([torch.nn.functional.pad(a, (0, 0, 0, 40)), torch.randn(1, 160, 80)])
+    with torch.no_grad():
+        alone, _ = model.encoder(a, torch.tensor([120]), "full")
+        padded, lens = model.encoder(batch, torch.tensor([120, 160]), "full")
+    assert lens.tolist() == [30, 40]
+    torch.testing.assert_close(padded[:1, :30], alone, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_dual_mode_parameter_overhead_below_one_percent(preset):
+    model = Transducer(load_config(preset).model)
+    overhead = dual_mode_overhead(model)
+    print(f"{preset}: {count_parameters(model) / 1e6:.2f}M params, dual-mode overhead {overhead * 100:.3f}%")
+    assert 0 < overhead < 0.01
+
+
+def test_tiny_is_ci_sized():
+    assert count_parameters(Transducer(load_config("tiny").model)) <= 2_000_000
+
+
+def test_predictors_step_equals_sequence():
+    for predictor in ("stateless", "lstm"):
+        torch.manual_seed(0)
+        model = Transducer(ModelConfig(predictor=predictor, vocab_size=20, num_layers=1, d_model=32)).eval()
+        targets = torch.tensor([[3, 7, 1, 9]])
+        with torch.no_grad():
+            seq = model.predictor(targets)  # [1, 5, P]
+            ctx = torch.tensor([model.predictor.initial_context()])
+            state = model.predictor.init_state(1)
+            for u in range(5):
+                out, state = model.predictor.step(ctx, state)
+                torch.testing.assert_close(out, seq[:, u], atol=1e-5, rtol=1e-5)
+                if u < 4:
+                    ctx = torch.cat([ctx[:, 1:], targets[:, u : u + 1]], 1)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="conv_kernel must be odd"):
+        ModelConfig(conv_kernel=4)
+    with pytest.raises(ValueError, match="neither a preset"):
+        load_config("no-such-preset")
+    with pytest.raises(ValueError, match="section.key=value"):
+        load_config("tiny", ["max_steps=3"])
+    with pytest.raises(ValueError, match="unknown train keys"):
+        load_config("tiny", ["train.no_such_key=3"])
+    assert load_config("tiny", ["train.max_steps=7"]).train.max_steps == 7

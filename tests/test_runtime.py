@@ -1,0 +1,418 @@
+"""The torch-free runtime (dualasr.runtime) against the PyTorch reference (dualasr.reference).
+
+One ONNX fp32 export (320 ms chunks) of the random-weight tiny checkpoint is made per module;
+the ExecuTorch comparison exports too (~2 min on 2 cores) and is marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dualasr.audio import AudioError, load_audio
+from dualasr.runtime import EndpointConfig, EndpointRule, Recognizer
+from dualasr.runtime.backends import BackendError
+from dualasr.runtime.features import FEATURE_KEYS, StreamingFbank
+from dualasr.runtime.simulate import simulate, simulate_set
+
+REPO = Path(__file__).resolve().parent.parent
+CHUNK_MS = 320
+# kaldi_native_fbank vs the torch fbank: float32 rounding far below a frame's peak (see
+# tests/test_audio_features.py).
+KALDI_TOL = 1e-3
+
+
+# ---------------------------------------------------------------------------------- fixtures
+
+
+def _export(checkpoint: Path, out: Path, formats: list[str]) -> Path:
+    from dualasr.export.exporter import export_checkpoint
+
+    manifest = export_checkpoint(checkpoint, out, formats, ["none"], [CHUNK_MS])
+    missing = [f for f in formats if "fp32" not in manifest["artifacts"].get(f, {})]
+    if missing:
+        pytest.skip(f"export of {missing} failed: {manifest['errors']}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def onnx_export(random_checkpoint, tmp_path_factory) -> Path:
+    return _export(random_checkpoint, tmp_path_factory.mktemp("rt") / "export", ["onnx"])
+
+
+@pytest.fixture(scope="module")
+def lstm_export(random_lstm_checkpoint, tmp_path_factory) -> Path:
+    return _export(random_lstm_checkpoint, tmp_path_factory.mktemp("rt") / "export-lstm", ["onnx"])
+
+
+@pytest.fixture(scope="module")
+def speech(speech_wav) -> np.ndarray:
+    return load_audio(speech_wav)
+
+
+@pytest.fixture(scope="module")
+def recognizer(onnx_export) -> Recognizer:
+    return Recognizer(onnx_export, mode="streaming")
+
+
+def _reference(checkpoint, mode="streaming", decoding="greedy"):
+    from dualasr.reference import TorchRecognizer
+
+    return TorchRecognizer(checkpoint, mode=mode, chunk_ms=CHUNK_MS, decoding=decoding)
+
+
+def _feed(rec, samples: np.ndarray, sizes: list[int], rate: int = 16000) -> list[int]:
+    """Stream samples in pieces of the given sizes (cycled), decoding as chunks complete."""
+    s = rec.create_stream()
+    i, k = 0, 0
+    while i < len(samples):
+        n = sizes[k % len(sizes)]
+        s.accept_waveform(rate, samples[i : i + n])
+        i, k = i + n, k + 1
+        while rec.is_ready(s):
+            rec.decode(s)
+    s.input_finished()
+    rec.decode(s)
+    assert s.result.is_final
+    return s.result.token_ids
+
+
+# ---------------------------------------------------------------------------------- features
+
+
+def test_feature_keys_match_fbank_config():
+    from dualasr.features import FbankConfig
+
+    assert tuple(FbankConfig().to_dict()) == FEATURE_KEYS
+
+
+def test_streaming_fbank_matches_training_features(speech):
+    import torch
+
+    from dualasr.features import FbankConfig, compute_fbank
+
+    cfg = FbankConfig().to_dict()
+    want = compute_fbank(torch.from_numpy(speech)).numpy()
+    fb = StreamingFbank(cfg)
+    rng = np.random.default_rng(0)
+    got, i = [], 0
+    while i < len(speech):
+        n = int(rng.integers(1, 4000))
+        fb.accept_waveform(speech[i : i + n])
+        i += n
+        got.append(fb.read(fb.num_available))  # read as they come: consumed frames are dropped
+    fb.input_finished()
+    got.append(fb.read(fb.num_available))
+    got = np.concatenate(got)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= KALDI_TOL
+
+
+def test_streaming_resampler_matches_resample_poly():
+    from scipy.signal import resample_poly
+
+    from dualasr.runtime.resample import StreamingResampler
+
+    rng = np.random.default_rng(1)
+    for rate in (8000, 44100):
+        x = (rng.standard_normal(rate + 321) * 0.1).astype(np.float32)
+        g = np.gcd(rate, 16000)
+        want = resample_poly(x, 16000 // g, rate // g)
+        r, out, i = StreamingResampler(rate, 16000), [], 0
+        while i < len(x):
+            n = int(rng.integers(0, 3000))
+            out.append(r.accept(x[i : i + n]))
+            i += n
+            assert r._buf.size < 2 * r.h.size  # bounded history
+        out.append(r.flush())
+        got = np.concatenate(out)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 1e-5
+
+
+# ---------------------------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "beam"])
+def test_streaming_onnx_matches_torch_reference(onnx_export, random_checkpoint, speech, decoding):
+    rec = Recognizer(onnx_export, mode="streaming", decoding=decoding)
+    ref = _reference(random_checkpoint, "streaming", decoding)
+    got, want = rec.recognize(speech, 16000), ref.recognize(speech, 16000)
+    assert len(want.token_ids) > 5  # the random model must emit something to compare
+    assert got.token_ids == want.token_ids
+    assert got.timestamps == want.timestamps
+    assert got.text == want.text and got.is_final
+    # Emission times lie on encoder frame ends, within the audio.
+    assert all(0 < t <= len(speech) / 16000 + 1e-6 for t in got.timestamps)
+    assert got.timestamps == sorted(got.timestamps)
+
+
+@pytest.mark.parametrize("decoding", ["greedy", "beam"])
+def test_full_context_onnx_matches_torch_full(onnx_export, random_checkpoint, speech, decoding):
+    rec = Recognizer(onnx_export, mode="full", decoding=decoding)
+    got = rec.recognize(speech, 16000)
+    want = _reference(random_checkpoint, "full", decoding).recognize(speech, 16000)
+    assert len(want.token_ids) > 5
+    assert got.token_ids == want.token_ids and got.timestamps == want.timestamps
+    if decoding == "greedy":
+        # The reference itself: model.encoder over the torch (training) fbank + greedy_search.
+        import torch
+
+        from dualasr.checkpoint import load_model
+        from dualasr.decoding import greedy_search
+        from dualasr.features import compute_fbank
+
+        model, _, _ = load_model(random_checkpoint)
+        with torch.no_grad():
+            enc, _ = model.encoder(compute_fbank(torch.from_numpy(speech))[None], None, "full")
+        assert greedy_search(model, enc, torch.tensor([enc.shape[1]]))[0].tokens == got.token_ids
+
+
+def test_lstm_predictor_states(lstm_export, random_lstm_checkpoint, speech):
+    for decoding in ("greedy", "beam"):
+        got = Recognizer(lstm_export, decoding=decoding).recognize(speech, 16000)
+        want = _reference(random_lstm_checkpoint, "streaming", decoding).recognize(speech, 16000)
+        assert got.token_ids == want.token_ids and len(got.token_ids) > 0
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(min_value=1, max_value=9000), min_size=1, max_size=6))
+def test_any_split_gives_same_tokens(recognizer, speech, sizes):
+    whole = recognizer.recognize(speech, 16000).token_ids
+    assert _feed(recognizer, speech, sizes) == whole
+
+
+def test_decode_streams_batched_equals_alone(recognizer, speech):
+    rng = np.random.default_rng(2)
+    audios = [speech, speech[::-1].copy(), (rng.standard_normal(30000) * 0.05).astype(np.float32)]
+    alone = [recognizer.recognize(a, 16000).token_ids for a in audios]
+    streams = [recognizer.create_stream() for _ in audios]
+    piece = [1600, 2500, 4000]  # different pace per stream: batches of 1, 2 and 3 rows occur
+    pos = [0, 0, 0]
+    while any(p < len(a) for p, a in zip(pos, audios)):
+        for i, (s, a) in enumerate(zip(streams, audios)):
+            if pos[i] < len(a):
+                s.accept_waveform(16000, a[pos[i] : pos[i] + piece[i]])
+                pos[i] += piece[i]
+                if pos[i] >= len(a):
+                    s.input_finished()
+        recognizer.decode_streams(streams)
+    assert [s.result.token_ids for s in streams] == alone
+    assert all(s.result.is_final for s in streams)
+
+
+# ---------------------------------------------------------------------------------- torch-free
+
+
+def test_runtime_never_imports_torch(onnx_export, speech_wav):
+    code = (
+        "import sys, numpy as np\n"
+        "from dualasr.runtime import Recognizer\n"
+        "from dualasr.audio import load_audio\n"
+        f"r = Recognizer({str(onnx_export)!r})\n"
+        f"res = r.recognize(load_audio({str(speech_wav)!r}), 16000)\n"
+        "from dualasr.runtime.simulate import simulate\n"
+        f"simulate(r, load_audio({str(speech_wav)!r}), 16000)\n"
+        "assert res.token_ids, 'nothing recognized'\n"
+        "bad = [m for m in ('torch', 'torchaudio', 'executorch') if m in sys.modules]\n"
+        "assert not bad, f'runtime imported {bad}'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ok" in out.stdout
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def test_tampered_export_fails_before_loading(onnx_export, tmp_path, monkeypatch):
+    from dualasr.export.manifest import ManifestError
+    from dualasr.runtime import backends
+
+    bad = tmp_path / "bad"
+    shutil.copytree(onnx_export, bad)
+    target = bad / "onnx" / "fp32" / "joiner.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded from a tampered export")
+
+    monkeypatch.setattr(backends.OnnxRuntimeBackend, "__init__", refuse)
+    with pytest.raises(ManifestError, match="joiner.onnx"):
+        Recognizer(bad)
+    (bad / "onnx" / "fp32" / "weights.bin").write_bytes(b"short")
+    with pytest.raises(ManifestError, match="weights.bin|joiner.onnx"):
+        Recognizer(bad, verify_checksums=False)
+    (bad / "manifest.json").unlink()
+    with pytest.raises(ManifestError, match="manifest.json"):
+        Recognizer(bad)
+
+
+def test_backend_and_option_errors(onnx_export):
+    with pytest.raises(BackendError, match="available"):
+        Recognizer(onnx_export, providers=["qnn"])
+    with pytest.raises(BackendError, match="precisions: fp32"):
+        Recognizer(onnx_export, precision="int8")
+    with pytest.raises(BackendError, match="executorch"):
+        Recognizer(onnx_export, backend="executorch")
+    with pytest.raises(BackendError, match="coreml|macOS"):
+        Recognizer(onnx_export, backend="coreml")
+    with pytest.raises(ValueError, match="exported: 320"):
+        Recognizer(onnx_export, chunk_ms=160)
+    with pytest.raises(ValueError, match="mode"):
+        Recognizer(onnx_export, mode="offline")
+
+
+def test_bad_audio(recognizer, speech):
+    from scipy.signal import resample_poly
+
+    s = recognizer.create_stream(name="mic-7")
+    with pytest.raises(AudioError, match="mic-7.*NaN"):
+        s.accept_waveform(16000, np.array([0.1, np.nan, 0.2], dtype=np.float32))
+    with pytest.raises(AudioError, match="mic-7.*sample rate"):
+        s.accept_waveform(0, np.zeros(10, np.float32))
+    s.accept_waveform(16000, np.zeros(0, np.float32))  # empty piece: no-op
+    assert s.frontend.samples_received == 0
+    s.accept_waveform(16000, np.zeros(100, np.float32))
+    with pytest.raises(AudioError, match="changed"):
+        s.accept_waveform(8000, np.zeros(100, np.float32))
+    with pytest.raises(AudioError, match="zero length"):
+        recognizer.recognize(np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="in \\[-1, 1\\]"):
+        recognizer.recognize(speech * 32768, 16000)
+
+    want = recognizer.recognize(speech, 16000).token_ids
+    # int16, stereo (both layouts) give the same tokens as float mono
+    pcm = np.round(speech * 32767).astype(np.int16)
+    assert _feed(recognizer, pcm, [3000]) == recognizer.recognize(pcm.astype(np.float32) / 32768, 16000).token_ids
+    stereo = np.stack([speech, speech], axis=1)
+    assert _feed(recognizer, stereo, [5000]) == want
+    assert recognizer.recognize(stereo.T, 16000).token_ids == want
+    # another rate: resampled on the fly, same result as resampling the whole signal first
+    at8k = resample_poly(speech, 1, 2).astype(np.float32)
+    assert _feed(recognizer, at8k, [777, 1500], rate=8000) == recognizer.recognize(at8k, 8000).token_ids
+
+
+def test_short_audio_and_finish_without_audio(recognizer, onnx_export):
+    s = recognizer.create_stream()
+    s.input_finished()
+    recognizer.decode(s)
+    assert s.result.is_final and s.result.token_ids == []
+    tiny = np.full(100, 0.01, np.float32)  # < one encoder frame
+    assert recognizer.recognize(tiny, 16000).token_ids == []
+    assert Recognizer(onnx_export, mode="full").recognize(tiny, 16000).token_ids == []
+
+
+# ---------------------------------------------------------------------------------- endpoint/memory
+
+
+def test_endpoint_rules_and_reset(onnx_export, speech):
+    rule = EndpointRule(must_contain_nonsilence=True, min_trailing_silence=1.2, min_utterance_length=0)
+    assert rule.fires(1.3, 2.0) and not rule.fires(1.3, 1.3) and not rule.fires(1.0, 3.0)
+    cfg = EndpointConfig(rule3=EndpointRule(False, 0.0, 1.0))  # force a cut every >= 1 s
+    rec = Recognizer(onnx_export, endpoint=cfg)
+    s = rec.create_stream()
+    segments = []
+    for i in range(0, len(speech), 1600):
+        s.accept_waveform(16000, speech[i : i + 1600])
+        while rec.is_ready(s):
+            rec.decode(s)
+        if rec.is_endpoint(s):
+            segments.append(s.result)
+            rec.reset(s)
+            assert s.result.token_ids == [] and s.result.segment == len(segments)
+    s.input_finished()
+    rec.decode(s)
+    segments.append(s.result)
+    assert len(segments) >= 2
+    times = [t for seg in segments for t in seg.timestamps]
+    assert times == sorted(times)  # timestamps stay absolute across segments
+    assert not Recognizer(onnx_export).is_endpoint(rec.create_stream())  # off by default
+
+
+def test_long_stream_keeps_buffers_bounded(recognizer):
+    rng = np.random.default_rng(3)
+    rate = 44100
+    s = recognizer.create_stream()
+    for _ in range(200):  # 20 s in 100 ms pieces at 44.1 kHz
+        s.accept_waveform(rate, (rng.standard_normal(rate // 10) * 0.05).astype(np.float32))
+        recognizer.decode(s)
+        assert s.frames_available < recognizer.chunk_frames
+        assert s.frontend.buffered_samples() < 200
+        assert [t.shape for t in s.encoder_state] == [tuple(x["shape"]) for x in recognizer.manifest["streaming"][0]["states"]]
+    assert s.frames_decoded >= 480  # 19.2 s of encoder frames went through
+
+
+# ---------------------------------------------------------------------------------- simulate / CLI
+
+
+def test_simulate_reports_sane_numbers(recognizer, speech):
+    r = simulate(recognizer, speech, 16000, feed_ms=100)
+    d = r.to_dict()
+    json.dumps(d)
+    assert r.rtf > 0 and r.compute_s > 0 and r.audio_s == pytest.approx(len(speech) / 16000)
+    c = r.chunk_compute_ms
+    assert 0 < c["p50"] <= c["p90"] <= c["max"]
+    assert r.chunks == -(-len(speech) // 1600) + 1
+    assert r.first_partial_latency_s is not None and r.first_partial_latency_s >= CHUNK_MS / 1000
+    assert 0 < r.speech_end_s <= r.audio_s
+    assert r.emission_latency_s == pytest.approx(r.timestamps[-1] - r.speech_end_s)
+    assert r.final_latency_s is not None and r.final_latency_s >= r.emission_latency_s - 1e-9
+    assert r.load_s > 0 and r.peak_rss_mb > 0
+    assert r.token_ids == recognizer.recognize(speech, 16000).token_ids
+    summary = simulate_set(recognizer, [{"samples": speech, "sample_rate": 16000},
+                                        {"samples": speech[: len(speech) // 2], "sample_rate": 16000}]).summary()
+    assert summary["latency_at_50_s"] <= summary["latency_at_90_s"]
+    assert summary["rtf"] > 0 and summary["utterances"] == 2
+
+
+def test_cli_transcribe_json(onnx_export, speech_wav, speech, recognizer):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    out = subprocess.run(
+        [sys.executable, "-m", "dualasr.cli", "transcribe", str(onnx_export), str(speech_wav), "--json"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["files"][0]["tokens"] == recognizer.recognize(speech, 16000).token_ids
+    assert data["summary"]["rtf"] > 0 and data["summary"]["backend"] == "onnxruntime"
+    text = subprocess.run(
+        [sys.executable, "-m", "dualasr.cli", "transcribe", str(onnx_export), str(speech_wav), "--mode", "full"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert text.returncode == 0, text.stderr
+    assert "RTF" in text.stdout and str(speech_wav) in text.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "dualasr.cli", "transcribe", str(onnx_export / "nope"), str(speech_wav)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+# ---------------------------------------------------------------------------------- ExecuTorch
+
+
+@pytest.mark.slow
+def test_executorch_matches_torch_reference(random_checkpoint, speech, tmp_path_factory):
+    pytest.importorskip("executorch.runtime")
+    try:
+        import dualasr.export.executorch_writer  # noqa: F401
+    except ImportError:
+        pytest.skip("export/executorch_writer.py is not available")
+    export = _export(random_checkpoint, tmp_path_factory.mktemp("rt") / "export-et", ["executorch"])
+    for mode in ("streaming", "full"):
+        got = Recognizer(export, backend="executorch", mode=mode).recognize(speech, 16000)
+        want = _reference(random_checkpoint, mode).recognize(speech, 16000)
+        assert got.token_ids == want.token_ids and len(got.token_ids) > 5

@@ -1,0 +1,125 @@
+"""Training: objective variants, exact resume, crash-safe checkpoints, DDP with 2 gloo processes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dualasr.checkpoint import CheckpointError, load_model, read_checkpoint
+from dualasr.config import load_config
+from dualasr.train import LATEST, train
+
+MICRO = ["model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.predictor_dim=32",
+         "model.joiner_dim=32", "model.vocab_size=40", "model.dropout=0.1", "train.log_every=1",
+         "train.valid_every=1000", "train.checkpoint_every=2", "train.max_minutes=0",
+         "train.max_frames_per_batch=1500", "train.warmup_steps=5"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from dualasr.corpus import build_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    build_corpus(out, num_train=12, num_valid=3, num_test=0, seed=3)
+    return out
+
+
+def micro_config(corpus: Path, *extra: str):
+    return load_config("tiny", MICRO + [f"data.train={corpus / 'train.jsonl'}",
+                                        f"data.valid={corpus / 'valid.jsonl'}", *extra])
+
+
+def final_weights(out: Path) -> dict:
+    return read_checkpoint(out / LATEST)["model"]
+
+
+@pytest.mark.parametrize("variant", [
+    ["train.mode=joint", "train.distill_weight=0.5", "train.distill_shift=-1"],
+    ["train.mode=random"],
+    ["train.mode=streaming"],
+    ["train.mode=full"],
+])
+def test_variants_train_and_lower_the_loss(corpus, tmp_path, variant):
+    cfg = micro_config(corpus, "train.max_steps=12", "train.lr=3e-3", *variant)
+    train(cfg, tmp_path, progress=False)
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 12
+    assert sum(losses[-3:]) < sum(losses[:3]), losses
+    if "train.distill_weight=0.5" in variant:
+        assert all(r["distill"] >= 0 for r in records if "distill" in r)
+    model, cfg2, tok = load_model(tmp_path / LATEST)
+    assert cfg2.train.mode == cfg.train.mode and len(tok) > 0
+
+
+def test_resume_continues_exactly(corpus, tmp_path):
+    steps = ["train.max_steps=6", "train.mode=random", "train.distill_weight=0.0"]
+    train(micro_config(corpus, *steps), tmp_path / "straight", progress=False)
+    # "Killed" after 3 steps (its last checkpoint is at step 2... then 3 at the end), then resumed.
+    train(micro_config(corpus, "train.max_steps=3", "train.mode=random"), tmp_path / "split", progress=False)
+    train(micro_config(corpus, *steps), tmp_path / "split", resume=True, progress=False)
+    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert read_checkpoint(tmp_path / "split" / LATEST)["training_state"]["step"] == 6
+
+
+def test_interrupted_checkpoint_write_keeps_previous(corpus, tmp_path, monkeypatch):
+    train(micro_config(corpus, "train.max_steps=2"), tmp_path, progress=False)
+    before = (tmp_path / LATEST).read_bytes()
+
+    def disk_full(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        train(micro_config(corpus, "train.max_steps=4"), tmp_path, resume=True, progress=False)
+    assert (tmp_path / LATEST).read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_untrusted_checkpoint_is_refused(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"model": Evil(), "config": {}}))
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        read_checkpoint(bad)
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(b"PK\x03\x04broken")
+    with pytest.raises(CheckpointError):
+        read_checkpoint(trunc)
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dualasr.cli", "train", "--config", "nope",
+                        "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "neither a preset" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_match_the_global_batch(corpus, tmp_path):
+    """torchrun with 2 CPU processes trains, checkpoints once, and ends at the same step on both ranks."""
+    out = tmp_path / "ddp"
+    args = ["--config", "tiny", "--out", str(out), "--no-progress"]
+    for item in MICRO + [f"data.train={corpus / 'train.jsonl'}", f"data.valid={corpus / 'valid.jsonl'}",
+                         "train.max_steps=3"]:
+        args += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                        "-m", "dualasr.cli", "train", *args], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "world=2" in r.stdout
+    assert read_checkpoint(out / LATEST)["training_state"]["step"] == 3
