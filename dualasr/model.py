@@ -119,6 +119,8 @@ class Transducer(nn.Module):
         else:
             self.predictor = StatelessPredictor(cfg.vocab_size, cfg.predictor_dim, cfg.context_size)
         self.joiner = Joiner(cfg.d_model, cfg.predictor_dim, cfg.joiner_dim, cfg.vocab_size)
+        # Auxiliary CTC head: training-only help to find alignments early (not part of RNN-T export).
+        self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size) if cfg.aux_ctc else None
 
     def encode(self, feats: Tensor, lengths: Tensor, mode: str) -> tuple[Tensor, Tensor]:
         """feats: [B, T, F], lengths: [B] -> (enc [B, T', D], enc_lens [B])"""

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import Config
-from .data import DurationBucketSampler, FeatureDataset, collate, read_manifest
+from .data import DurationBucketSampler, FeatureDataset, collate
 from .decoding import greedy_search
 from .features import spec_augment
 from .loss import distillation_loss, rnnt_loss
@@ -89,11 +89,16 @@ def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, ste
         enc, enc_lens = model.encode(feats, feat_lens, mode)
         logits[mode] = model.lattice_logits(enc, pred)
         out[f"rnnt_{mode}"] = rnnt_loss(logits[mode], tokens, enc_lens, token_lens)
+        if model.ctc_head is not None and tc.ctc_weight > 0:
+            log_probs = model.ctc_head(enc).float().log_softmax(-1).transpose(0, 1)  # [T, B, V]
+            out[f"ctc_{mode}"] = nn.functional.ctc_loss(log_probs, tokens, enc_lens, token_lens,
+                                                         blank=0, reduction="none", zero_infinity=True).mean()
     if len(modes) == 2:
         w = tc.streaming_weight
         loss = 2.0 * (w * out["rnnt_streaming"] + (1.0 - w) * out["rnnt_full"])  # w=0.5: plain sum
     else:
         loss = out[f"rnnt_{modes[0]}"]
+    loss = loss + tc.ctc_weight * sum((v for k, v in out.items() if k.startswith("ctc_")), torch.zeros(()))
     if tc.distill_weight > 0 and len(modes) == 2:
         out["distill"] = distillation_loss(
             logits["streaming"], logits["full"].detach(), tokens, enc_lens, token_lens, shift=tc.distill_shift
@@ -145,10 +150,17 @@ def evaluate(model: Transducer, dataset: FeatureDataset, tokenizer: Tokenizer, d
     return {f"wer_{mode}": 100.0 * wer(refs, h) for mode, h in hyps.items()}
 
 
-def _prepare_data(cfg: Config, out_dir: Path, dd: _Dist) -> tuple[Path, Path]:
-    """Make sure the manifests exist (building the TTS corpus if asked) -> (train, valid)."""
-    train_path, valid_path = Path(cfg.data.train), Path(cfg.data.valid)
-    if not train_path.is_file():
+def _sources(spec: str) -> list[Path]:
+    """`data.train` / `data.valid`: one manifest or LibriSpeech folder, or several joined by commas."""
+    return [Path(p.strip()) for p in spec.split(",") if p.strip()]
+
+
+def _prepare_data(cfg: Config, out_dir: Path, dd: _Dist) -> tuple[list[Path], list[Path]]:
+    """Make sure the manifests exist (building the TTS corpus if asked) -> (train, valid) sources."""
+    train_paths, valid_paths = _sources(cfg.data.train), _sources(cfg.data.valid)
+    missing = [p for p in train_paths if not p.exists()]
+    if len(train_paths) == 1 and missing:
+        train_path = train_paths[0]
         if not cfg.data.build_corpus:
             raise FileNotFoundError(
                 f"training manifest {train_path} not found; point data.train at a JSONL manifest or a "
@@ -163,13 +175,15 @@ def _prepare_data(cfg: Config, out_dir: Path, dd: _Dist) -> tuple[Path, Path]:
                          seed=cfg.train.seed)
         if dd.world > 1:
             dist.barrier()
-    return train_path, valid_path
+    elif missing:
+        raise FileNotFoundError(f"training data {', '.join(map(str, missing))} not found")
+    return train_paths, [p for p in valid_paths if p.exists()]
 
 
-def _load_utterances(path: Path):
+def _load_utterances(paths: list[Path]):
     from .data import load_utterances
 
-    return load_utterances(path) if path.is_dir() else read_manifest(path)
+    return [u for p in paths for u in load_utterances(p)]
 
 
 def _prepare_tokenizer(cfg: Config, out_dir: Path, train_utts, dd: _Dist) -> Tokenizer:
@@ -195,9 +209,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
     if dd.main:
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    train_path, valid_path = _prepare_data(cfg, out_dir, dd)
-    train_utts = _load_utterances(train_path)
-    valid_utts = _load_utterances(valid_path) if valid_path.exists() else []
+    train_paths, valid_paths = _prepare_data(cfg, out_dir, dd)
+    train_utts = _load_utterances(train_paths)
+    valid_utts = _load_utterances(valid_paths)
     tokenizer = _prepare_tokenizer(cfg, out_dir, train_utts, dd)
     cfg.model.vocab_size = tokenizer.vocab_size  # a small corpus may give fewer pieces than asked
 

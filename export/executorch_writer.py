@@ -5,9 +5,10 @@ Layout written under export_dir (precision is "fp32" or "int8"):
   executorch/<precision>/weights.ptd    every constant of every graph, stored once
 
 How the weights end up in one file:
-  * delegated constants (XNNPACK) are tagged with `delegate_external_constants_pass_unlifted`; the
-    XNNPACK backend names each blob by the sha256 of its bytes, so equal weights get equal keys in
-    every program;
+  * delegated constants (XNNPACK) carry a `delegate_constant_tag` (what executorch's
+    `delegate_external_constants_pass_unlifted` sets, here set on the lifted placeholders, see
+    `_tag_delegate_constants`); the XNNPACK backend names each blob by the sha256 of its bytes, so
+    equal weights get equal keys in every program;
   * the few non-delegated constants (LayerNorm scales, the relative-position bias table, the
     predictor embedding) go out through `ExecutorchBackendConfig(external_constants=...)`, keyed by
     their fully qualified parameter name, which is the same in every graph because all graphs wrap
@@ -21,17 +22,22 @@ How the weights end up in one file:
 Dynamic length: encoder_full takes features [1, T, 80] with ENCODER_FULL_MIN_FRAMES <= T <=
 ENCODER_FULL_MAX_FRAMES (torch.export `Dim.DYNAMIC`; FrameStacking's `T // 4 * 4` slice and the
 reshape export symbolically, any T in range works, not only multiples of 4). Memory is planned for
-the upper bound, so the max is a deliberate 30 s cap; longer audio must go through the streaming
-graph (which has no length limit).
+the upper bound (about 57 MB of activations for the 4-layer tiny model at 3000 frames; the entry's
+"planned_memory_bytes"), so the max is a deliberate 30 s cap; longer audio must go through the
+streaming graph (which has no length limit). LayerNorm has no XNNPACK kernel, so each norm splits
+the delegate (portable kernel in between): ~50 delegate calls for the 4-layer encoder.
 
 int8: PT2E dynamic quantization (XNNPACKQuantizer, symmetric per-channel int8 weights, int8
 activations quantized at run time) of the Linear layers; everything else stays fp32. Dynamic
 quantization needs no activation statistics, but the prepared graph is still run on the example
-(and calibration) inputs so the weight observers see the weights. The integer state
-`processed_lens` is checked to stay int64 after quantization.
+(and calibration) inputs so the weight observers see the weights. Upstream's scalar-to-tensor
+transform would turn integer arithmetic float (see `_quantize_int8`); after writing, every program
+is run once with the ExecuTorch runtime against PyTorch and integer outputs (processed_lens) must
+come back int64 and exact.
 
 Python runtime: `run_executorch_graph` runs a program with the ExecuTorch pybindings (which import
-torch; the on-device C++/Swift/Kotlin runtime has no such dependency).
+torch; the on-device C++/Swift/Kotlin runtime has no such dependency). Always pass the .ptd:
+executorch 1.5.1 segfaults in load_method when a program with external weights is loaded without it.
 """
 
 from __future__ import annotations
@@ -61,9 +67,11 @@ __all__ = [
     "ENCODER_FULL_MIN_FRAMES",
     "ExecuTorchExportError",
     "PRECISIONS",
+    "execute",
     "load_program",
     "lower_graph",
     "merge_ptd",
+    "ptd_keys",
     "run_executorch_graph",
     "write",
 ]
@@ -110,6 +118,22 @@ def _quantize_int8(gm: nn.Module, calib_inputs: Sequence[tuple]) -> nn.Module:
     return convert_pt2e(prepared)
 
 
+def _tag_delegate_constants(ep: torch.export.ExportedProgram) -> None:
+    """Mark every constant input (parameters, buffers, folded/quantized constants) so the XNNPACK
+    backend stores its bytes in the external file instead of the delegate blob.
+
+    Done on the lifted placeholders: executorch's `delegate_external_constants_pass_unlifted` tags
+    get_attr nodes, but after PT2E the re-export drops the tag of the `_frozen_param` (int8 weight)
+    nodes, which then land inside the .pte. XNNPACK's PropagateCustomMetaPass carries the tag from
+    the placeholder to its dequantize node.
+    """
+    sig = ep.graph_signature
+    consts = set(sig.inputs_to_parameters) | set(sig.inputs_to_buffers) | set(sig.inputs_to_lifted_tensor_constants)
+    for node in ep.graph.nodes:
+        if node.op == "placeholder" and node.name in consts:
+            node.meta.setdefault("custom", {})["delegate_constant_tag"] = WEIGHTS_TAG
+
+
 def _param_tagger(ep: torch.export.ExportedProgram) -> Callable[[torch.fx.Node], str | None]:
     """external_constants tag fn: parameters/buffers (keyed by FQN, same in every graph) go to the
     shared file; anonymous folded constants stay inside the .pte (their names are per-program)."""
@@ -136,22 +160,19 @@ def lower_graph(
     """
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
-    from executorch.exir.passes.external_constants_pass import delegate_external_constants_pass_unlifted
 
     if precision not in PRECISIONS:
         raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
     stage = "torch.export"
     try:
         with torch.no_grad():
-            gm = torch.export.export(module, example, dynamic_shapes=dynamic_shapes).module()
+            ep = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
             if precision == "int8":
                 stage = "PT2E int8 quantization"
-                gm = _quantize_int8(gm, [example, *calib_inputs])
-            stage = "tagging external constants"
-            # Re-export of the unlifted module: its get_attr nodes carry the tag into the delegate.
-            delegate_external_constants_pass_unlifted(gm, gen_tag_fn=lambda _node: WEIGHTS_TAG)
-            stage = "torch.export (tagged)"
-            ep = torch.export.export(gm, example, dynamic_shapes=dynamic_shapes)
+                gm = _quantize_int8(ep.module(), [example, *calib_inputs])
+                stage = "torch.export (quantized)"
+                ep = torch.export.export(gm, example, dynamic_shapes=dynamic_shapes)
+            _tag_delegate_constants(ep)
             stage = "to_edge_transform_and_lower (XNNPACK)"
             edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
             stage = "to_executorch"
@@ -207,25 +228,40 @@ def ptd_keys(blob: bytes) -> dict[str, int]:
 # ----------------------------------------------------------------------------- runtime
 
 
-def load_program(path_pte: str | os.PathLike, path_ptd: str | os.PathLike | None):
-    """An ExecuTorch runtime Program (pybindings), with the shared weights file if given."""
+def load_program(path_pte: str | os.PathLike, path_ptd: str | os.PathLike):
+    """An ExecuTorch runtime Program (pybindings) with its shared weights file.
+
+    The .ptd is required: executorch 1.5.1's pybindings crash the process (SIGSEGV in
+    load_method) when a program whose weights are external is loaded without its data file,
+    instead of raising. A wrong .ptd is reported cleanly ("Failed to get constant data for key").
+    """
     from executorch.runtime import Runtime
 
-    return Runtime.get().load_program(
-        Path(path_pte), data_path=None if path_ptd is None else str(path_ptd)
-    )
+    if path_ptd is None:
+        raise ValueError(
+            f"{path_pte}: an ExecuTorch program from this exporter needs its weights .ptd "
+            "(manifest artifacts.executorch.<precision>.weights); loading without it crashes the runtime"
+        )
+    for p in (path_pte, path_ptd):
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"ExecuTorch artifact {p} does not exist; re-export with --formats executorch")
+    return Runtime.get().load_program(Path(path_pte), data_path=str(path_ptd))
 
 
 def run_executorch_graph(
-    path_pte: str | os.PathLike, path_ptd: str | os.PathLike | None, inputs: Sequence[Any]
+    path_pte: str | os.PathLike, path_ptd: str | os.PathLike, inputs: Sequence[Any]
 ) -> list[np.ndarray]:
     """Run a program's "forward" once with the ExecuTorch Python runtime.
 
     inputs: arrays/tensors in the manifest's input order (batch 1). Returns outputs in the manifest's
     output order as numpy arrays (dtypes as the program produces them: int64 stays int64).
     """
-    program = load_program(path_pte, path_ptd)
-    method = program.load_method(METHOD)
+    method = load_program(path_pte, path_ptd).load_method(METHOD)
+    return execute(method, inputs)
+
+
+def execute(method, inputs: Sequence[Any]) -> list[np.ndarray]:
+    """One call of a loaded method (reuse it across streaming chunks: loading costs more)."""
     args = [x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x)) for x in inputs]
     outs = method.execute([a.contiguous() for a in args])
     return [o.detach().cpu().numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outs]
@@ -325,11 +361,14 @@ def write(
         "dynamic_axes": {"encoder_full": {"T": [ENCODER_FULL_MIN_FRAMES, ENCODER_FULL_MAX_FRAMES]}},
         "weight_sharing": {
             # Evidence the .ptd is one copy: what per-graph data files would have weighed.
-            "separate_ptd_bytes": sum(len(b) for b in present),
-            "shared_ptd_bytes": len(merged),
-            "keys": n_keys,
+            "separate_bytes": sum(len(b) for b in present),
+            "shared_bytes": len(merged),
+            "shared_keys": n_keys,
         },
         "lower_seconds": seconds,
+        # Activation memory planned ahead of time (encoder_full: for ENCODER_FULL_MAX_FRAMES).
+        "planned_memory_bytes": {n: int(sum(p.executorch_program.execution_plan[0].non_const_buffer_sizes))
+                                 for n, p in programs.items()},
         "self_check_max_abs_diff": {k: float(f"{v:.3g}") for k, v in check.items()},
     }
     if precision == "int8":

@@ -10,7 +10,10 @@ which writes below export_dir/<format>/<precision>/ and returns that precision's
 (paths relative to export_dir; an optional "weight_sharing": {"shared_bytes", "separate_bytes"} is
 moved into the manifest's weight_sharing table). Modules: onnx_writer (fp32, int8), executorch_writer
 (fp32, int8), coreml_writer (fp16, int8), sherpa_writer (fp32, int8). `calibration` is None or a list
-of {"id": str, "features": Tensor [1, T, F] float32} (kaldi fbank of real audio) for static int8.
+(one per utterance of --calibration) of {"id": str, "features": Tensor [1, T, F] float32 (kaldi fbank
+of real audio), and per graph name an input tuple for that graph: "encoder_full": (features,),
+"encoder_streaming_<C>ms": (a chunk, *its accumulated state)} for static int8 calibration.
+Writers must not modify example_inputs in place; each call gets its own copy of the graphs.
 
 The export is built in a temp folder beside --out and renamed into place at the end, so a crash
 never leaves a half-written folder over a good export. A writer that is missing or fails does not
@@ -38,16 +41,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .manifest import FORMAT_VERSION, MANIFEST_NAME, check_relative_path, write_manifest
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, check_relative_path, sha256_file, write_manifest
 from .wrappers import FRAME_SHIFT_MS, FullEncoder, JoinerStep, PredictorStep, StreamingEncoderStep, graphs_for
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "ExportError",
     "FORMATS",
+    "calibration_graph_inputs",
     "example_inputs_for",
     "export_checkpoint",
     "graph_io",
+    "io_names",
+    "load_calibration",
     "main",
 ]
 
@@ -59,7 +65,8 @@ FORMATS: dict[str, tuple[str, dict[str, str]]] = {
     "sherpa-onnx": ("sherpa_writer", {"none": "fp32", "int8": "int8"}),
 }
 QUANTIZE = ("none", "int8")
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default" / "model.pt"
+# Via the dualasr package, not this file: in an editable install export/ sits beside dualasr/.
+DEFAULT_CHECKPOINT = Path(importlib.import_module("dualasr").__file__).resolve().parent / "assets" / "default" / "model.pt"
 # Example length for tracing the full encoder: a multiple of the subsampling, well inside the
 # dynamic range the writers declare (ExecuTorch: 12 .. 3000 frames).
 EXAMPLE_FULL_FRAMES = 400
@@ -336,6 +343,19 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _write_reference_checkpoint(src: Path, dst: Path) -> None:
+    """Copy the checkpoint into the export minus the optimizer/scheduler/RNG state (2-3x the
+    weights for Adam): verify only needs config, weights and tokenizer. Step and metrics stay so
+    the export still says which training point it came from."""
+    from dualasr.checkpoint import atomic_write_bytes, read_checkpoint
+
+    payload = read_checkpoint(src)
+    slim = {k: payload[k] for k in ("format_version", "config", "model", "tokenizer") if k in payload}
+    ts = payload.get("training_state") or {}
+    slim["training_state"] = {k: ts[k] for k in ("step", "epoch", "metrics", "best") if k in ts}
+    atomic_write_bytes(dst, lambda f: torch.save(slim, f))
+
+
 def export_checkpoint(
     checkpoint: Path | None,
     out_dir: Path,
@@ -388,7 +408,7 @@ def export_checkpoint(
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
     try:
-        shutil.copyfile(checkpoint, tmp / CHECKPOINT_NAME)
+        _write_reference_checkpoint(checkpoint, tmp / CHECKPOINT_NAME)
         (tmp / "tokenizer.model").write_bytes(tokenizer_bytes)
         tokenizer = Tokenizer(tmp / "tokenizer.model")
         tokenizer.write_tokens_txt(tmp / "tokens.txt")
@@ -400,6 +420,7 @@ def export_checkpoint(
             **_model_entries(model, graphs, tokenizer.vocab_size),
             "graphs": graph_io(graphs, examples),
             "checkpoint": CHECKPOINT_NAME,
+            "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint)},
             "artifacts": {},
             "tools": _tool_versions(),
             "export_seconds": {},
@@ -427,6 +448,8 @@ def export_checkpoint(
                 if not isinstance(e, ExportError) and os.environ.get("DUALASR_DEBUG"):
                     traceback.print_exc()
                 shutil.rmtree(tmp / fmt / precision, ignore_errors=True)
+                if (tmp / fmt).is_dir() and not any((tmp / fmt).iterdir()):
+                    (tmp / fmt).rmdir()
                 continue
             seconds = time.perf_counter() - t0
             entry = dict(entry)
@@ -457,9 +480,15 @@ def export_checkpoint(
 
 
 def _sharing_numbers(stats: dict) -> tuple[int, int] | None:
-    """(shared, separate) bytes from a writer's weight_sharing stats (ExecuTorch names them *_ptd_bytes)."""
-    shared = stats.get("shared_bytes", stats.get("shared_ptd_bytes"))
-    separate = stats.get("separate_bytes", stats.get("separate_ptd_bytes"))
+    """(shared, separate) bytes from a writer's weight_sharing stats: "shared_bytes"/"separate_bytes",
+    or a format-specific spelling such as ExecuTorch's shared_ptd_bytes / Core ML's shared_weight_bytes."""
+
+    def pick(prefix: str):
+        if f"{prefix}_bytes" in stats:
+            return stats[f"{prefix}_bytes"]
+        return next((v for k, v in stats.items() if k.startswith(f"{prefix}_") and k.endswith("_bytes")), None)
+
+    shared, separate = pick("shared"), pick("separate")
     return (int(shared), int(separate)) if isinstance(shared, (int, float)) and isinstance(separate, (int, float)) else None
 
 
@@ -530,11 +559,16 @@ def _summary_table(manifest: dict) -> str:
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     ws = manifest.get("weight_sharing") or {}
     if ws.get("shared_bytes"):
-        saved = 1 - ws["shared_bytes"] / max(1, ws["separate_bytes"])
-        lines.append(
-            f"weight sharing ({ws['artifact']}): {ws['shared_bytes'] / 1e6:.2f} MB shared vs "
-            f"{ws['separate_bytes'] / 1e6:.2f} MB as separate full + streaming models ({saved:.0%} saved)"
-        )
+        lines.append(f"dual-mode weight sharing ({ws['artifact']}): {ws['shared_bytes'] / 1e6:.2f} MB vs "
+                     f"{ws['separate_bytes'] / 1e6:.2f} MB for a separate full + streaming model "
+                     f"({1 - ws['shared_bytes'] / max(1, ws['separate_bytes']):.0%} saved)")
+    for key, stats in (ws.get("by_artifact") or {}).items():
+        numbers = _sharing_numbers(stats)
+        if numbers:
+            shared = numbers[0]
+            separate = stats.get("all_graphs_separate_bytes", numbers[1])  # same basis for every format
+            lines.append(f"  {key}: {shared / 1e6:.2f} MB stored once vs {separate / 1e6:.2f} MB if every graph "
+                         f"held its own weights ({1 - shared / max(1, separate):.0%} saved)")
     return "\n".join(lines)
 
 

@@ -271,7 +271,12 @@ def _check_graph_table(report: Report, manifest: dict, model) -> None:
         if g not in manifest["graphs"] or g not in expected:
             problems.append(f"graph {g} only in {'checkpoint' if g in expected else 'manifest'}")
         elif manifest["graphs"][g] != expected[g]:
-            problems.append(f"graph {g}: manifest {manifest['graphs'][g]} != checkpoint {expected[g]}")
+            for kind in ("inputs", "outputs"):
+                have, want = manifest["graphs"][g].get(kind, []), expected[g][kind]
+                if [t.get("name") for t in have] != [t["name"] for t in want]:
+                    problems.append(f"{g} {kind}: manifest {[t.get('name') for t in have]}, checkpoint {[t['name'] for t in want]}")
+                    continue
+                problems += [f"{g} {w['name']}: manifest {h}, checkpoint {w}" for h, w in zip(have, want) if h != w]
     report.checks.append(Check("manifest", "-", "graph I/O vs checkpoint", "mismatches", len(problems), 0,
                                not problems, "; ".join(problems)))
 

@@ -194,6 +194,27 @@ class OnnxRuntimeBackend:
 # ----------------------------------------------------------------------------- ExecuTorch
 
 
+def _set_executorch_threads(threads: int) -> None:
+    """Size the process-wide XNNPACK threadpool of the executorch Python bindings, before any
+    program runs. Resetting it later (or after onnxruntime ran in the process) segfaulted with
+    executorch 1.5.1, so it is done once per process and only when the size changes."""
+    global _ET_THREADS
+    if not threads or threads == _ET_THREADS:
+        return
+    if _ET_THREADS is not None:
+        raise BackendError(
+            f"the ExecuTorch threadpool is process-wide and already set to {_ET_THREADS} threads; "
+            f"cannot switch to {threads} in the same process (use the same --threads)"
+        )
+    from executorch.extension.pybindings import portable_lib
+
+    portable_lib._unsafe_reset_threadpool(int(threads))
+    _ET_THREADS = int(threads)
+
+
+_ET_THREADS: int | None = None
+
+
 class ExecuTorchBackend:
     """ExecuTorch programs (one .pte per graph, weights in a shared .ptd), batch 1.
 
@@ -227,6 +248,7 @@ class ExecuTorchBackend:
             raise BackendError(f"executorch {precision} export lacks graphs {missing}; re-export")
         weights = arts.get("weights")
         data_path = _resolve(self.export_dir, manifest, weights) if weights else None
+        _set_executorch_threads(threads)
         t0 = time.perf_counter()
         runtime = Runtime.get()
         self._methods = {}
@@ -235,19 +257,12 @@ class ExecuTorchBackend:
             path = _resolve(self.export_dir, manifest, arts["graphs"][g])
             try:
                 program = runtime.load_program(path, data_path=data_path)
-                self._methods[g] = (program, program.load_method("forward"))
+                # Keep the Program alive: the Method borrows from it.
+                self._methods[g] = (program, program.load_method(arts.get("method", "forward")))
             except Exception as e:
                 raise BackendError(f"ExecuTorch cannot load {path}: {type(e).__name__}: {e}") from None
             self._io[g] = _graph_specs(manifest, g)
         self.load_seconds = time.perf_counter() - t0
-        if threads:
-            # The XNNPACK threadpool is process-wide in the Python bindings.
-            try:
-                from executorch.extension.pybindings import portable_lib
-
-                portable_lib._unsafe_reset_threadpool(int(threads))
-            except Exception:  # older/newer bindings without the hook: keep the default pool
-                pass
 
     def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         in_names, out_names = self._io[graph_name]
@@ -302,11 +317,17 @@ class CoreMLBackend:
             except Exception as e:
                 raise BackendError(f"Core ML cannot load function {g} of {package}: {type(e).__name__}: {e}") from None
         self._io = {g: _graph_specs(manifest, g) for g in wanted}
+        # Core ML has no int64 tensors: the writer lists those it made int32 ("io_dtype_casts").
+        self._casts = {n: np.dtype(t) for n, t in (arts.get("io_dtype_casts") or {}).items()}
+        self._out_dtypes = {
+            t["name"]: np.dtype(t["dtype"]) for g in wanted for t in manifest["graphs"][g]["outputs"]
+        }
         self.load_seconds = time.perf_counter() - t0
 
     def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = self._models[graph_name].predict(inputs)
-        return {n: np.asarray(out[n]) for n in self._io[graph_name][1]}
+        feed = {k: v.astype(self._casts[k]) if k in self._casts else v for k, v in inputs.items()}
+        out = self._models[graph_name].predict(feed)
+        return {n: np.asarray(out[n]).astype(self._out_dtypes[n], copy=False) for n in self._io[graph_name][1]}
 
 
 def create_backend(

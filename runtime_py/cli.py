@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 __all__ = ["transcribe_main", "default_export_dir", "build_recognizer"]
@@ -68,12 +69,21 @@ def transcribe_main(args: argparse.Namespace) -> int:
     export_dir, audio = _resolve_dirs(args)
     rec = build_recognizer(export_dir, args)
     sims = SetSimulation()
+    failed: dict[str, str] = {}
     for path in audio:
-        samples = load_audio(path, rec.sample_rate)
-        r = simulate(rec, samples, rec.sample_rate, realtime=args.realtime, name=str(path))
+        try:
+            samples = load_audio(path, rec.sample_rate)
+            r = simulate(rec, samples, rec.sample_rate, realtime=args.realtime, name=str(path))
+        except (ValueError, FloatingPointError) as e:  # AudioError, too long for full mode, NaN
+            # One unreadable file (or a backend that fails on it) must not lose the others.
+            failed[str(path)] = str(e)
+            print(f"dualasr transcribe: {path}: error: {e}", file=sys.stderr, flush=True)
+            continue
         sims.results.append(r)
         if not args.json:
             print(f"{path}: {r.text}", flush=True)
+    if not sims.results:
+        raise ValueError(f"no file could be transcribed ({len(failed)} failed, see above)")
     summary = sims.summary()
     summary.update(backend=getattr(rec, "backend_name", args.backend), mode=args.mode,
                    precision=args.precision if args.backend != "torch" else "fp32",
@@ -89,6 +99,7 @@ def transcribe_main(args: argparse.Namespace) -> int:
                 for r in sims.results
             ],
             "summary": summary,
+            "errors": failed,
         }
         print(json.dumps(_nan_to_none(out), indent=1, allow_nan=False))
     else:
@@ -101,7 +112,7 @@ def transcribe_main(args: argparse.Namespace) -> int:
             f" | emission latency @50 {_fmt(s['latency_at_50_s'])} @90 {_fmt(s['latency_at_90_s'])}"
             f" | load {_fmt(s['load_s'])} | peak RSS {s['peak_rss_mb']:.0f} MiB"
         )
-    return 0
+    return 1 if failed else 0
 
 
 def _nan_to_none(o):

@@ -87,12 +87,22 @@ class ModelGraphs:
         ]
         return {k: np.concatenate([r[k] for r in rows], axis=out_batch_dims.get(k, 0)) for k in rows[0]}
 
+    def _finite(self, graph: str, x: np.ndarray) -> np.ndarray:
+        """Refuse NaN/Inf encoder output: searching garbage would silently emit random tokens."""
+        if not np.isfinite(x).all():
+            raise FloatingPointError(
+                f"{getattr(self.backend, 'name', 'backend')} {getattr(self.backend, 'precision', '')} graph "
+                f"{graph} returned NaN/Inf; the exported graph is numerically broken for this input "
+                "(e.g. constant feature frames from digital silence); try another backend/precision or re-export"
+            )
+        return x
+
     # --------------------------------------------------------------------- graphs
 
     def encoder_full(self, features: np.ndarray) -> np.ndarray:
         """features [1, T, F] float32 -> encoder_out [1, T // s, D]"""
         self.calls["encoder"] += 1
-        return self.backend.run("encoder_full", {"features": features})["encoder_out"]
+        return self._finite("encoder_full", self.backend.run("encoder_full", {"features": features})["encoder_out"])
 
     def encoder_initial_state(self) -> list[np.ndarray]:
         return [s.initial() for s in self.encoder_states]
@@ -110,7 +120,8 @@ class ModelGraphs:
             dims[spec.name] = spec.batch_dim
             out_dims["new_" + spec.name] = spec.batch_dim
         out = self._run(self.step_graph, inputs, dims, out_dims)
-        return out["encoder_out"], [out["new_" + s.name] for s in self.encoder_states]
+        enc = self._finite(self.step_graph, out["encoder_out"])
+        return enc, [out["new_" + s.name] for s in self.encoder_states]
 
     def predictor_initial_state(self) -> list[np.ndarray]:
         return [s.initial() for s in self.predictor_states]

@@ -41,7 +41,7 @@ from dualasr.audio import prepare_samples
 
 from .backends import Backend, create_backend
 from .features import AudioFrontend, compute_features
-from .graphs import ModelGraphs
+from .graphs import ModelGraphs, split_states, stack_states
 from .search import Hyp, beam_search_step, greedy_search, initial_hyp
 
 __all__ = ["EndpointRule", "EndpointConfig", "Result", "Stream", "Recognizer", "load_export_manifest"]
@@ -229,8 +229,8 @@ class Recognizer:
             raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
         if beam < 1 or max_symbols_per_frame < 1:
             raise ValueError("beam and max_symbols_per_frame must be >= 1")
-        from dualasr.tokenizer import Tokenizer
         from dualasr.export.manifest import artifact_path
+        from dualasr.tokenizer import Tokenizer
 
         self.export_dir = Path(export_dir)
         self.manifest = m = load_export_manifest(export_dir, verify_checksums)
@@ -266,7 +266,7 @@ class Recognizer:
         else:
             self.backend = backend
         self.graphs = ModelGraphs(self.backend, m, step_graph, states)
-        self._full_limits = self._full_frame_limits()
+        self._full_limits = self._full_frame_limits(self.backend, precision)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ setup helpers
@@ -286,13 +286,18 @@ class Recognizer:
             f"pick one of those or re-export with --chunk-ms {chunk_ms}"
         )
 
-    def _full_frame_limits(self) -> tuple[int, int | None]:
-        """(min, max) feature frames encoder_full accepts (from the manifest's input spec, if any)."""
-        spec = self.manifest["graphs"].get("encoder_full", {})
-        inp = (spec.get("inputs") or [{}])[0]
-        lo = int(inp.get("min_frames", inp.get("min", 0)) or 0)
-        hi = inp.get("max_frames", inp.get("max"))
-        return lo, (int(hi) if hi else None)
+    def _full_frame_limits(self, backend: str | Backend, precision: str) -> tuple[int, int | None]:
+        """(min, max) feature frames encoder_full accepts: the artifact's declared T range
+        (ExecuTorch "dynamic_axes", Core ML "flexible_shapes", e.g. [12, 3000]); none for onnxruntime."""
+        if not isinstance(backend, str):
+            backend, precision = getattr(backend, "name", ""), getattr(backend, "precision", precision)
+        fmt = {"onnxruntime": "onnx"}.get(backend, backend)
+        art = self.manifest["artifacts"].get(fmt, {}).get(precision, {})
+        ranges = art.get("dynamic_axes") or art.get("flexible_shapes") or {}
+        rng = ranges.get("encoder_full", {}).get("T")
+        if not rng:
+            return 0, None
+        return int(rng[0]), (int(rng[1]) if rng[1] else None)
 
     @property
     def backend_name(self) -> str:
@@ -331,7 +336,7 @@ class Recognizer:
 
     def _decode_chunk(self, streams: list[Stream]) -> None:
         c, sub = self.chunk_frames, self.subsampling
-        feats = np.zeros((len(streams), c, self._fbank_dim(streams[0])), dtype=np.float32)
+        feats = np.zeros((len(streams), c, streams[0].frontend.fbank.dim), dtype=np.float32)
         valid: list[int] = []
         for i, s in enumerate(streams):
             n = min(c, s.frames_available)
@@ -356,35 +361,22 @@ class Recognizer:
         feats = s.frontend.read(n)
         s.flushed = True
         t = (n // self.subsampling) * self.subsampling  # the encoder drops a partial last frame
-        lo, hi = self._full_limits
         if t == 0:
             return
-        if hi is not None and t > hi:
+        lo, hi = self._full_limits
+        if t < lo or (hi is not None and t > hi):
+            limit = f"{lo * self.frame_shift_s:.2f} s to {hi * self.frame_shift_s:.1f} s" if hi else f">= {lo * self.frame_shift_s:.2f} s"
             raise ValueError(
-                f"{s.name}: {t * self.frame_shift_s:.1f} s is longer than this export's full-context "
-                f"graph accepts ({hi * self.frame_shift_s:.1f} s); use mode='streaming' for long audio"
+                f"{s.name}: {t * self.frame_shift_s:.2f} s of audio is outside what this export's "
+                f"full-context graph accepts ({limit}); use mode='streaming' for it"
             )
-        x = feats[None, :t]
-        if t < lo:
-            raise ValueError(
-                f"{s.name}: {t * self.frame_shift_s:.2f} s is shorter than this export's full-context "
-                f"graph accepts ({lo * self.frame_shift_s:.2f} s); use mode='streaming'"
-            )
-        enc = self.graphs.encoder_full(np.ascontiguousarray(x))
+        enc = self.graphs.encoder_full(np.ascontiguousarray(feats[None, :t]))
         self._search([s], enc, [enc.shape[1]])
 
-    @staticmethod
-    def _fbank_dim(s: Stream) -> int:
-        return s.frontend.fbank.dim
-
     def _stack_encoder_states(self, streams: list[Stream]) -> list[np.ndarray]:
-        from .graphs import stack_states
-
         return stack_states([s.encoder_state for s in streams], self.graphs.encoder_states)
 
     def _unstack_encoder_states(self, streams: list[Stream], state: list[np.ndarray]) -> None:
-        from .graphs import split_states
-
         for s, st in zip(streams, split_states(state, self.graphs.encoder_states, len(streams))):
             s.encoder_state = st
 

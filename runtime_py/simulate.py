@@ -1,8 +1,9 @@
 """Real-time simulation: feed audio in N ms pieces as a microphone would and measure the runtime.
 
 Per utterance (`simulate`):
-  chunk compute p50/p90/max  - time of each feed's decode work (accept_waveform + decode), ms
-  rtf                        - total compute / audio duration
+  chunk compute p50/p90/max  - time of each decode() call that had work (one chunk: step graph +
+                               search), ms
+  rtf                        - total compute (features, resampling, decoding) / audio duration
   first_partial_latency_s    - when the first non-empty partial is available, from the audio
                                start: arrival time of the piece that produced it + queueing +
                                compute (see below)
@@ -65,8 +66,9 @@ class SimulationResult:
     feed_ms: float
     mode: str
     backend: str
-    chunks: int
-    chunk_compute_ms: dict[str, float]  # p50, p90, max
+    feeds: int  # pieces fed (+1 for the end of input)
+    chunks: int  # decode() calls that had work: one per chunk in streaming, one in full mode
+    chunk_compute_ms: dict[str, float]  # p50, p90, max over those decode() calls
     compute_s: float
     rtf: float
     first_partial_latency_s: float | None
@@ -127,7 +129,8 @@ def simulate(
 
     Args:
         samples: [N] audio (any dtype/rate accepted by Stream.accept_waveform).
-        feed_ms: piece size (default: the recognizer's chunk, 320 ms in full mode).
+        feed_ms: piece size (default 100 ms, a typical microphone buffer; smaller than a chunk, so
+            a chunk is decoded as soon as its last frame is complete).
         realtime: sleep so pieces arrive at wall-clock speed.
         speech_end_s: end of speech (default: energy-based detection on the samples).
     """
@@ -135,23 +138,21 @@ def simulate(
 
     x = prepare_samples(samples, sample_rate, recognizer.sample_rate, name=name)
     rate = recognizer.sample_rate
-    feed_ms = float(feed_ms or getattr(recognizer, "chunk_ms", None) or 320)
+    feed_ms = float(feed_ms or 100)
     piece = max(1, int(round(rate * feed_ms / 1000.0)))
     if speech_end_s is None:
         speech_end_s = energy_end_of_speech(x, rate)
     stream = recognizer.create_stream(name)
 
-    computes: list[float] = []
+    feed_times: list[float] = []  # per piece: accept_waveform + all decoding it triggered
+    chunk_times: list[float] = []  # per decode() call that had work (normally one chunk)
     clock = 0.0  # simulated (or real) time when the processor is next free, s from audio start
     first_partial: float | None = None
-    history: list[tuple[float, list[int]]] = []  # (time available, token ids) after each step
+    history: list[tuple[float, list[int]]] = []  # (time available, token ids) after each piece
     wall0 = time.perf_counter()
     starts = list(range(0, x.size, piece))
-    for k, start in enumerate(starts + [None]):
-        if start is None:
-            arrival = x.size / rate
-        else:
-            arrival = min(start + piece, x.size) / rate
+    for start in starts + [None]:  # None: end of input
+        arrival = x.size / rate if start is None else min(start + piece, x.size) / rate
         if realtime:
             delay = arrival - (time.perf_counter() - wall0)
             if delay > 0:
@@ -162,10 +163,12 @@ def simulate(
         else:
             stream.accept_waveform(rate, x[start : start + piece])
         while recognizer.is_ready(stream):
+            t1 = time.perf_counter()
             recognizer.decode(stream)
+            chunk_times.append(time.perf_counter() - t1)
         ids = stream.result.token_ids
         dt = time.perf_counter() - t0
-        computes.append(dt)
+        feed_times.append(dt)
         done = (time.perf_counter() - wall0) if realtime else max(clock, arrival) + dt
         clock = done
         if first_partial is None and ids:
@@ -180,7 +183,7 @@ def simulate(
                 final_time = t
                 break
     audio_s = x.size / rate
-    compute = float(sum(computes))
+    compute = float(sum(feed_times))
     return SimulationResult(
         name=name,
         text=final.text,
@@ -190,11 +193,12 @@ def simulate(
         feed_ms=feed_ms,
         mode=recognizer.mode,
         backend=getattr(recognizer, "backend_name", "?"),
-        chunks=len(computes),
+        feeds=len(feed_times),
+        chunks=len(chunk_times),
         chunk_compute_ms={
-            "p50": _pct(computes, 50) * 1000,
-            "p90": _pct(computes, 90) * 1000,
-            "max": max(computes) * 1000 if computes else float("nan"),
+            "p50": _pct(chunk_times, 50) * 1000,
+            "p90": _pct(chunk_times, 90) * 1000,
+            "max": max(chunk_times) * 1000 if chunk_times else float("nan"),
         },
         compute_s=compute,
         rtf=compute / audio_s if audio_s else float("nan"),

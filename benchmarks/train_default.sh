@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The recorded command that trained the built-in model (dualasr/assets/default/model.pt).
+# Data: the corpus builder's TTS set (3000 template sentences + the real_train prompt texts,
+# espeak-ng/flite voices, augmented) and the real Asterisk prompts' training split (x2);
+# the real_test split (115 prompts) is never trained on.
+set -euo pipefail
+# Corpus (resumable, ~4 min):
+python -m dualasr.corpus data/full --num-train 3000 --num-valid 150 --num-test 200 --asterisk --asterisk-texts
+OMP_NUM_THREADS=${THREADS:-1} dualasr train --config tiny --out runs/default \
+  --set data.train=data/full/train.jsonl,data/full/real_train.jsonl,data/full/real_train.jsonl \
+  --set data.valid=data/full/valid.jsonl \
+  --set model.vocab_size=128 \
+  --set train.distill_weight=0.5 --set train.distill_shift=0 \
+  --set train.max_minutes=${MINUTES:-55} --set train.valid_every=200 --set train.valid_max_utts=100 \
+  --set train.checkpoint_every=100 "$@"

@@ -1,0 +1,215 @@
+"""ExecuTorch export (export/executorch_writer.py): XNNPACK programs + one shared weights file, run
+with the ExecuTorch Python runtime and compared with PyTorch.
+
+Lowering is slow on a small CPU (minutes for the 4-layer tiny model), so the fast tier uses a
+1-layer variant of the tiny model; the same tests on the `random_checkpoint` tiny model and the int8
+export are marked slow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("executorch")
+
+from dualasr.checkpoint import load_model  # noqa: E402
+from dualasr.export import executorch_writer as etw  # noqa: E402
+from dualasr.export.wrappers import graphs_for  # noqa: E402
+
+CHUNK_MS = 320
+STEP = f"encoder_streaming_{CHUNK_MS}ms"
+FP32_TOL = 1e-4
+INT8_TOL = 0.25  # max abs diff vs fp32 PyTorch; LayerNorm'd encoder outputs are O(1)
+
+
+def example_inputs(graphs: dict, cfg) -> dict[str, tuple]:
+    ex = {"encoder_full": (torch.zeros(1, 64, cfg.num_mel_bins),)}
+    for name, g in graphs.items():
+        if name.startswith("encoder_streaming_") or name == "predictor":
+            ex[name] = g.example_inputs()
+    ex["joiner"] = (torch.zeros(1, cfg.d_model), torch.zeros(1, cfg.predictor_dim))
+    return ex
+
+
+def export(ckpt: Path, out: Path, precision: str, names: list[str] | None = None) -> SimpleNamespace:
+    model, config, _ = load_model(ckpt)
+    graphs = graphs_for(model, [CHUNK_MS])
+    if names:
+        graphs = {k: v for k, v in graphs.items() if k in names}
+    ex = example_inputs(graphs, config.model)
+    entry = etw.write(graphs, ex, out, precision, None)
+    return SimpleNamespace(model=model, cfg=config.model, graphs=graphs, entry=entry, dir=out)
+
+
+def _one_layer_checkpoint(tmp_path_factory) -> Path:
+    from conftest import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt1") / "random-1layer.pt", "tiny", num_layers=1)
+
+
+@pytest.fixture(scope="module", params=["1layer", pytest.param("tiny", marks=pytest.mark.slow)])
+def fp32(request, tmp_path_factory) -> SimpleNamespace:
+    if request.param == "tiny":
+        ckpt = request.getfixturevalue("random_checkpoint")
+    else:
+        ckpt = _one_layer_checkpoint(tmp_path_factory)
+    return export(ckpt, tmp_path_factory.mktemp(f"et-{request.param}"), "fp32")
+
+
+@pytest.fixture(scope="module")
+def int8(random_checkpoint, tmp_path_factory) -> SimpleNamespace:
+    return export(random_checkpoint, tmp_path_factory.mktemp("et-int8"), "int8")
+
+
+def paths(e: SimpleNamespace, graph: str) -> tuple[Path, Path]:
+    return e.dir / e.entry["graphs"][graph], e.dir / e.entry["weights"]
+
+
+def run_streaming(e: SimpleNamespace, feats: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Chunk by chunk through the step program (last chunk zero-padded); -> (out [1, T//4, D], processed_lens per chunk)."""
+    step = e.graphs[STEP]
+    method = etw.load_program(*paths(e, STEP)).load_method("forward")
+    state = [s.numpy() for s in step.example_inputs()[1:]]
+    T, C = feats.shape[1], step.chunk_frames
+    padded = torch.nn.functional.pad(feats, (0, 0, 0, -T % C))
+    outs, counters = [], []
+    for start in range(0, padded.shape[1], C):
+        res = etw.execute(method, [padded[:, start:start + C].numpy(), *state])
+        outs.append(res[0])
+        state = res[1:]
+        counters.append(state[-1])
+    return np.concatenate(outs, axis=1)[:, : T // e.cfg.subsampling], counters
+
+
+def torch_encoder(e: SimpleNamespace, feats: torch.Tensor, mode: str) -> np.ndarray:
+    with torch.no_grad():
+        return e.model.encoder(feats, None, mode)[0].numpy()
+
+
+# ----------------------------------------------------------------------------- fp32
+
+
+def test_streaming_step_matches_torch_streaming(fp32):
+    torch.manual_seed(1)
+    feats = torch.randn(1, 150, fp32.cfg.num_mel_bins)  # 4 full chunks + a padded one
+    got, counters = run_streaming(fp32, feats)
+    ref = torch_encoder(fp32, feats, "streaming")
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= FP32_TOL
+    step_frames = fp32.graphs[STEP].chunk_frames // fp32.cfg.subsampling
+    assert all(c.dtype == np.int64 for c in counters), [c.dtype for c in counters]
+    assert [int(c[0]) for c in counters] == [step_frames * (i + 1) for i in range(len(counters))]
+
+
+@pytest.mark.parametrize("frames", [64, 203])
+def test_full_graph_matches_torch_full(fp32, frames):
+    torch.manual_seed(frames)
+    feats = torch.randn(1, frames, fp32.cfg.num_mel_bins)
+    (got,) = etw.run_executorch_graph(*paths(fp32, "encoder_full"), [feats])
+    ref = torch_encoder(fp32, feats, "full")
+    assert got.shape == ref.shape == (1, frames // 4, fp32.cfg.d_model)
+    assert np.abs(got - ref).max() <= FP32_TOL
+
+
+def test_predictor_and_joiner_match_torch(fp32):
+    pred, join = fp32.graphs["predictor"], fp32.graphs["joiner"]
+    ctx = torch.tensor([[5, 7]], dtype=torch.int64)
+    (p_out,) = etw.run_executorch_graph(*paths(fp32, "predictor"), [ctx])
+    enc = torch.randn(1, fp32.cfg.d_model)
+    (logits,) = etw.run_executorch_graph(*paths(fp32, "joiner"), [enc, torch.from_numpy(p_out)])
+    with torch.no_grad():
+        ref_p = pred(ctx)[0].numpy()
+        ref_l = join(enc, torch.from_numpy(ref_p)).numpy()
+    assert np.abs(p_out - ref_p).max() <= FP32_TOL
+    assert np.abs(logits - ref_l).max() <= FP32_TOL
+
+
+def test_one_shared_weights_file(fp32):
+    out_dir = fp32.dir / "executorch" / "fp32"
+    assert sorted(p.name for p in out_dir.glob("*.ptd")) == ["weights.ptd"]
+    assert fp32.entry["weights"] == "executorch/fp32/weights.ptd"
+    assert set(fp32.entry["graphs"]) == set(fp32.graphs)
+    ptd = (fp32.dir / fp32.entry["weights"]).stat().st_size
+    # One copy of the weights: about the fp32 size of the model's parameters, not one per graph.
+    param_bytes = sum(p.numel() * 4 for p in fp32.model.parameters())
+    sharing = fp32.entry["weight_sharing"]
+    assert sharing["shared_bytes"] == ptd
+    assert ptd < 0.6 * sharing["separate_bytes"]
+    assert ptd < 1.15 * param_bytes
+    # The programs hold graphs, not weights.
+    for rel in fp32.entry["graphs"].values():
+        assert (fp32.dir / rel).stat().st_size < 0.1 * ptd
+
+
+def test_load_without_weights_is_refused(fp32):
+    pte, _ = paths(fp32, "joiner")
+    with pytest.raises(ValueError, match="needs its weights"):
+        etw.load_program(pte, None)
+
+
+def test_merge_ptd_dedups_and_rejects_conflicts():
+    from executorch.exir._serialize.data_serializer import DataEntry, DataPayload
+    from executorch.extension.flat_tensor.serialize.serialize import FlatTensorSerializer
+
+    def payload(items: dict[str, bytes]) -> bytes:
+        bufs = list(items.values())
+        named = {k: DataEntry(buffer_index=i, alignment=16, tensor_layout=None) for i, k in enumerate(items)}
+        return bytes(FlatTensorSerializer().serialize(DataPayload(buffers=bufs, named_data=named)))
+
+    a, b = b"\x01" * 4096, b"\x02" * 4096
+    merged, n = etw.merge_ptd([payload({"a": a, "b": b}), payload({"a": a})])
+    assert n == 2 and etw.ptd_keys(merged) == {"a": 4096, "b": 4096}
+    assert len(merged) < len(a) * 3  # "a" stored once
+    with pytest.raises(ValueError, match="Duplicate key"):
+        etw.merge_ptd([payload({"a": a}), payload({"a": b})])
+
+
+def test_lstm_predictor(random_lstm_checkpoint, tmp_path):
+    e = export(random_lstm_checkpoint, tmp_path, "fp32", names=["predictor", "joiner"])
+    pred = e.graphs["predictor"]
+    ctx, h, c = pred.example_inputs()
+    method = etw.load_program(*paths(e, "predictor")).load_method("forward")
+    for token in (0, 3, 9):
+        ctx = torch.tensor([[token]], dtype=torch.int64)
+        got = etw.execute(method, [ctx, h, c])
+        with torch.no_grad():
+            ref = [t.numpy() for t in pred(ctx, h, c)]
+        assert max(np.abs(g - r).max() for g, r in zip(got, ref)) <= FP32_TOL
+        h, c = torch.from_numpy(got[1]), torch.from_numpy(got[2])
+
+
+# ----------------------------------------------------------------------------- int8
+
+
+@pytest.mark.slow
+def test_int8_runs_and_agrees_with_fp32(int8, record_property):
+    torch.manual_seed(2)
+    feats = torch.randn(1, 150, int8.cfg.num_mel_bins)
+    got, counters = run_streaming(int8, feats)
+    d_stream = float(np.abs(got - torch_encoder(int8, feats, "streaming")).max())
+    (full,) = etw.run_executorch_graph(*paths(int8, "encoder_full"), [feats])
+    d_full = float(np.abs(full - torch_encoder(int8, feats, "full")).max())
+    record_property("int8_max_abs_diff_streaming", d_stream)
+    record_property("int8_max_abs_diff_full", d_full)
+    print(f"int8 vs fp32 PyTorch max abs diff: streaming {d_stream:.4f}, full {d_full:.4f}")
+    assert d_stream <= INT8_TOL and d_full <= INT8_TOL
+    # Integer state is untouched by quantization.
+    assert all(c.dtype == np.int64 for c in counters)
+    assert [int(c[0]) for c in counters] == [8 * (i + 1) for i in range(len(counters))]
+
+
+@pytest.mark.slow
+def test_int8_weights_are_smaller_and_shared(int8):
+    out_dir = int8.dir / "executorch" / "int8"
+    assert sorted(p.name for p in out_dir.glob("*.ptd")) == ["weights.ptd"]
+    ptd = (int8.dir / int8.entry["weights"]).stat().st_size
+    param_bytes = sum(p.numel() * 4 for p in int8.model.parameters())
+    assert ptd < 0.45 * param_bytes  # int8 linears; depthwise convs, norms, embeddings stay fp32
+    assert int8.entry["quantization"]["method"] == "pt2e_dynamic"
+    for rel in int8.entry["graphs"].values():
+        assert (int8.dir / rel).stat().st_size < 0.2 * ptd
