@@ -9,7 +9,6 @@ python -m dualasr.corpus data/full --num-train 3000 --num-valid 150 --num-test 2
 OMP_NUM_THREADS=${THREADS:-1} dualasr train --config tiny --out runs/default \
   --set data.train=data/full/train.jsonl,data/full/real_train.jsonl,data/full/real_train.jsonl \
   --set data.valid=data/full/valid.jsonl \
-  --set model.vocab_size=128 \
   --set train.distill_weight=0.5 --set train.distill_shift=0 \
   --set train.max_minutes=${MINUTES:-55} --set train.valid_every=200 --set train.valid_max_utts=100 \
   --set train.checkpoint_every=100 "$@"

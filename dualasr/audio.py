@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-__all__ = ["AudioError", "load_audio", "prepare_samples", "save_wav"]
+__all__ = ["AudioError", "channel_axis", "load_audio", "prepare_samples", "save_wav"]
 
 # Containers libsndfile reads natively. Everything else (mp3, g722, m4a, ...) goes through ffmpeg,
 # which is more forgiving and supports far more codecs.
@@ -31,6 +31,9 @@ _SOUNDFILE_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aiff
 _FFMPEG_FORCED_FORMATS = {".g722": "g722"}
 
 _MAX_CHANNELS = 8
+# Sane PCM rates. Outside them a typo (e.g. 16_000_001) would make resample_poly build a filter of
+# 10 * max(up, down) taps per side: gigabytes, a MemoryError deep inside scipy.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
 
 
 class AudioError(ValueError):
@@ -71,6 +74,7 @@ def prepare_samples(
     sample_rate: int,
     target_rate: int = 16000,
     name: str = "<array>",
+    channel_axis: int | None = None,
 ) -> np.ndarray:
     """Check and convert in-memory audio to float32 mono in [-1, 1] at `target_rate`.
 
@@ -81,6 +85,8 @@ def prepare_samples(
         sample_rate: rate of `samples` in Hz.
         target_rate: rate of the result in Hz.
         name: how to refer to the input in error messages (e.g. the file path).
+        channel_axis: the channel axis of 2-D samples when the caller knows it (a stream's pieces:
+            one stereo frame [1, 2] would otherwise read as [channels=1, frames=2]); None: guess.
 
     Returns:
         samples: float32 array of shape [num_samples_at_target_rate]
@@ -90,9 +96,15 @@ def prepare_samples(
         raise AudioError(f"{name}: sample rate must be a positive integer, got {sample_rate!r}")
     if not isinstance(target_rate, (int, np.integer)) or target_rate <= 0:
         raise AudioError(f"{name}: target sample rate must be a positive integer, got {target_rate!r}")
+    for what, rate in (("sample rate", sample_rate), ("target sample rate", target_rate)):
+        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise AudioError(
+                f"{name}: {what} {rate} Hz is outside the supported {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; "
+                "pass the audio's real rate (e.g. 8000, 16000, 44100, 48000)"
+            )
 
     x = _to_float32(x, name)
-    x = _to_mono(x, name)
+    x = _to_mono(x, name, channel_axis)
     if x.size == 0:
         raise AudioError(f"{name}: contains no audio samples (zero length); check the recording")
     if not np.isfinite(x).all():
@@ -152,19 +164,36 @@ def _to_float32(x: np.ndarray, name: str) -> np.ndarray:
     raise AudioError(f"{name}: unsupported sample dtype {x.dtype}; pass int16, int32, float32 or float64 samples")
 
 
-def _to_mono(x: np.ndarray, name: str) -> np.ndarray:
+def channel_axis(x: np.ndarray, name: str = "<array>") -> int | None:
+    """The channel axis of samples: None for [num_samples], 1 for [frames, channels] (soundfile's
+    layout), 0 for [channels, frames] (torchaudio's). A 2-D array with at least as many rows as
+    columns is read as [frames, channels].
+
+    Raises:
+        AudioError: not 1-D/2-D, or more than 8 channels either way.
+    """
     if x.ndim == 1:
-        return x
+        return None
     if x.ndim == 2:
-        frames_first = x.shape[1] <= _MAX_CHANNELS and x.shape[0] >= x.shape[1]
-        if frames_first:  # [frames, channels], soundfile's layout
-            return x.mean(axis=1, dtype=np.float64).astype(np.float32) if x.shape[1] > 1 else x[:, 0]
-        if x.shape[0] <= _MAX_CHANNELS:  # [channels, frames], torchaudio's layout
-            return x.mean(axis=0, dtype=np.float64).astype(np.float32) if x.shape[0] > 1 else x[0]
+        if x.shape[1] <= _MAX_CHANNELS and x.shape[0] >= x.shape[1]:
+            return 1
+        if x.shape[0] <= _MAX_CHANNELS:
+            return 0
     raise AudioError(
         f"{name}: cannot interpret samples of shape {x.shape} as audio; "
         f"pass [num_samples], [frames, channels] or [channels, frames] with at most {_MAX_CHANNELS} channels"
     )
+
+
+def _to_mono(x: np.ndarray, name: str, axis: int | None = None) -> np.ndarray:
+    """axis: the channel axis of a 2-D array (None: decide with channel_axis)."""
+    if x.ndim == 1:
+        return x
+    if x.ndim == 2 and x.size == 0:
+        return x.reshape(0)  # no frames (or no channels): the caller reports "zero length"
+    if axis is None or x.ndim != 2 or x.shape[axis] > _MAX_CHANNELS:
+        axis = channel_axis(x, name)
+    return x.mean(axis=axis, dtype=np.float64).astype(np.float32) if x.shape[axis] > 1 else np.take(x, 0, axis=axis)
 
 
 def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:

@@ -46,14 +46,27 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from benchmarks_entry import main  # placeholder replaced by the benchmarks module
+    from .bench import main as bench_main
 
-    return main(args)
+    return bench_main(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dualasr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="the built-in model on held-out real recorded speech, both modes")
+    d.add_argument("checkpoint", nargs="?", help="checkpoint (default: the built-in model)")
+    d.add_argument("--limit", type=int, default=0, help="only the first N test prompts")
+    d.add_argument("--backend", choices=["onnxruntime", "executorch"], default="onnxruntime")
+    d.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    d.set_defaults(func=_demo)
 
     t = sub.add_parser("train", help="train a dual-mode RNN-T")
     t.add_argument("--config", default="tiny", help="preset name (tiny, tiny-lstm, tiny-contextnet, "
@@ -100,12 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.set_defaults(func=_transcribe)
 
-    b = sub.add_parser("bench", help="benchmark matrix over an export")
-    b.add_argument("export_dir")
-    b.add_argument("--data", help="manifest of test audio")
-    b.add_argument("--json", help="write results here")
-    b.add_argument("--compare", help="baseline JSON to gate against")
-    b.add_argument("--max-regression", default="10%")
+    b = sub.add_parser("bench", help="benchmark matrix over an export (+ peers, regression gate)")
+    from .bench import add_arguments as add_bench_arguments  # stdlib-only import: cheap
+
+    add_bench_arguments(b)
     b.set_defaults(func=_bench)
     return p
 

@@ -102,23 +102,31 @@ class ConformerBlock(nn.Module):
         return self.norm_out(x, mode), attn_cache, conv_cache
 
 
-class ConformerEncoder(nn.Module):
-    state_names = ("cached_attn", "cached_conv", "processed_lens")
-    state_batch_dims = (2, 2, 0)
+class _DualModeEncoder(nn.Module):
+    """Causal frame stacking, then a stack of dual-mode blocks built by `block`."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, block: type[nn.Module]):
         super().__init__()
         self.cfg = cfg
         self.subsampling = FrameStacking(cfg.num_mel_bins, cfg.d_model, cfg.subsampling, cfg.dropout)
-        self.layers = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.num_layers))
+        self.layers = nn.ModuleList(block(cfg) for _ in range(cfg.num_layers))
         self.conv_cache_len = (cfg.conv_kernel - 1) // 2
 
     def forward(self, feats: Tensor, lengths: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
+        """feats: [B, T, F], lengths: [B] -> (out [B, T // subsampling, D], out_lens [B])"""
         check_mode(mode)
         x, out_lens = self.subsampling(feats, lengths, mode)
         for layer in self.layers:
             x = layer(x, out_lens, mode)
         return x, out_lens
+
+
+class ConformerEncoder(_DualModeEncoder):
+    state_names = ("cached_attn", "cached_conv", "processed_lens")
+    state_batch_dims = (2, 2, 0)
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg, ConformerBlock)
 
     def init_state(self, batch: int) -> list[Tensor]:
         c = self.cfg
@@ -190,23 +198,12 @@ class ContextNetBlock(nn.Module):
         return x + self._excite(y, pooled), new_caches, se_sum
 
 
-class ContextNetEncoder(nn.Module):
+class ContextNetEncoder(_DualModeEncoder):
     state_names = ("cached_conv", "cached_se_sum", "processed_lens")
     state_batch_dims = (2, 1, 0)
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.subsampling = FrameStacking(cfg.num_mel_bins, cfg.d_model, cfg.subsampling, cfg.dropout)
-        self.layers = nn.ModuleList(ContextNetBlock(cfg) for _ in range(cfg.num_layers))
-        self.conv_cache_len = (cfg.conv_kernel - 1) // 2
-
-    def forward(self, feats: Tensor, lengths: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
-        check_mode(mode)
-        x, out_lens = self.subsampling(feats, lengths, mode)
-        for layer in self.layers:
-            x = layer(x, out_lens, mode)
-        return x, out_lens
+        super().__init__(cfg, ContextNetBlock)
 
     def init_state(self, batch: int) -> list[Tensor]:
         c = self.cfg

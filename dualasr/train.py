@@ -78,6 +78,13 @@ def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, ste
     tc = cfg.train
     feats, feat_lens = batch["feats"], batch["feat_lens"]
     tokens, token_lens = batch["tokens"], batch["token_lens"]
+    short = (feat_lens < model.cfg.subsampling).nonzero().flatten().tolist()
+    if short:  # no encoder frame: the RNN-T loss is undefined; name the culprits, not the lattice
+        ids = [batch["ids"][i] for i in short] if "ids" in batch else short
+        raise ValueError(
+            f"utterance(s) {ids} have audio shorter than one encoder frame ({model.cfg.subsampling} "
+            f"feature frames, {model.cfg.subsampling * 10} ms); remove them from the training manifest"
+        )
     if tc.spec_augment and model.training:
         gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
         feats = spec_augment(feats, feat_lens, generator=gen)

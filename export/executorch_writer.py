@@ -24,8 +24,11 @@ ENCODER_FULL_MAX_FRAMES (torch.export `Dim.DYNAMIC`; FrameStacking's `T // 4 * 4
 reshape export symbolically, any T in range works, not only multiples of 4). Memory is planned for
 the upper bound (about 57 MB of activations for the 4-layer tiny model at 3000 frames; the entry's
 "planned_memory_bytes"), so the max is a deliberate 30 s cap; longer audio must go through the
-streaming graph (which has no length limit). LayerNorm has no XNNPACK kernel, so each norm splits
-the delegate (portable kernel in between): ~50 delegate calls for the 4-layer encoder.
+streaming graph (which has no length limit). Every nn.LayerNorm is exported as
+wrappers.StableLayerNorm (mean, then the variance of the centered values): ExecuTorch's own
+layer_norm kernel computes E[x^2] - E[x]^2, which goes negative on constant frames (digital
+silence: -15.94 in every fbank bin) and returned NaN. XNNPACK has no mean-over-channels kernel for
+these shapes, so each norm still splits the delegate (portable mean in between).
 
 int8: PT2E dynamic quantization (XNNPACKQuantizer, symmetric per-channel int8 weights, int8
 activations quantized at run time) of the Linear layers; everything else stays fp32. Dynamic
@@ -42,6 +45,7 @@ executorch 1.5.1 segfaults in load_method when a program with external weights i
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -53,6 +57,7 @@ import torch
 from torch import nn
 
 from dualasr.checkpoint import atomic_write_bytes
+from dualasr.export.wrappers import use_stable_layer_norms
 
 PRECISIONS = ("fp32", "int8")
 WEIGHTS_TAG = "weights"  # the .ptd file stem every program's external data is tagged with
@@ -321,6 +326,12 @@ def write(
     if precision not in PRECISIONS:
         raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
     export_dir = Path(export_dir)
+    # ExecuTorch's layer_norm kernel computes E[x^2] - E[x]^2 and returns NaN on constant frames
+    # (digital silence); export the two-pass StableLayerNorm instead. On a copy (one deepcopy of
+    # the dict, so the graphs keep sharing parameters): the caller's modules stay untouched.
+    graphs = copy.deepcopy(graphs)
+    for module in graphs.values():
+        use_stable_layer_norms(module)
     rel_dir = f"executorch/{precision}"
     out_dir = export_dir / rel_dir
     out_dir.mkdir(parents=True, exist_ok=True)

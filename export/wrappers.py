@@ -104,6 +104,51 @@ class JoinerStep(nn.Module):
         return self.joiner(encoder_out, predictor_out)
 
 
+class StableLayerNorm(nn.Module):
+    """nn.LayerNorm over the last axis as explicit two-pass ops, sharing the original's parameters
+    (same Parameter objects, so their names and values in an export are unchanged).
+
+    Why: a runtime kernel that computes the variance as E[x^2] - E[x]^2 (ExecuTorch 1.5.1's
+    layer_norm) cancels catastrophically on constant frames: digital silence gives fbank frames of
+    -15.94 in every bin, E[x^2] - E[x]^2 comes out slightly negative, below -eps, and the norm
+    returns NaN. Centering first, var = mean((x - mean)^2), is never negative.
+    x: [..., D] -> [..., D]
+    """
+
+    def __init__(self, ln: nn.LayerNorm):
+        super().__init__()
+        if len(ln.normalized_shape) != 1:
+            raise ValueError(f"StableLayerNorm normalizes the last axis only, got normalized_shape {ln.normalized_shape}")
+        self.eps = float(ln.eps)
+        self.weight = ln.weight  # None without elementwise_affine
+        self.bias = ln.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        centered = x - x.mean(dim=-1, keepdim=True)
+        var = (centered * centered).mean(dim=-1, keepdim=True)
+        y = centered * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+def use_stable_layer_norms(module: nn.Module) -> int:
+    """Replace every nn.LayerNorm below `module` by a StableLayerNorm, in place; returns how many.
+
+    For export back ends whose LayerNorm kernel is not numerically robust (ExecuTorch); the trained
+    model's parameters are shared, not copied, so call it on a copy if the original must stay as is.
+    """
+    swapped = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.LayerNorm):
+                setattr(parent, name, StableLayerNorm(child))
+                swapped += 1
+    return swapped
+
+
 def graphs_for(model: Transducer, chunk_ms_list: list[int]) -> dict[str, nn.Module]:
     """Name -> eval-mode graph module, in a stable order."""
     model = model.eval()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -262,13 +263,17 @@ class ExecuTorchBackend:
             except Exception as e:
                 raise BackendError(f"ExecuTorch cannot load {path}: {type(e).__name__}: {e}") from None
             self._io[g] = _graph_specs(manifest, g)
+        # A loaded Method owns its planned activation memory: two threads executing it at once
+        # would overwrite each other's intermediates. One lock serializes this backend's calls.
+        self._lock = threading.Lock()
         self.load_seconds = time.perf_counter() - t0
 
     def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         in_names, out_names = self._io[graph_name]
         torch = self._torch
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in in_names]
-        outs = self._methods[graph_name][1].execute(args)
+        with self._lock:
+            outs = self._methods[graph_name][1].execute(args)  # returns fresh tensors (no aliasing)
         return {n: o.detach().numpy() if hasattr(o, "detach") else np.asarray(o) for n, o in zip(out_names, outs)}
 
 
@@ -322,11 +327,13 @@ class CoreMLBackend:
         self._out_dtypes = {
             t["name"]: np.dtype(t["dtype"]) for g in wanted for t in manifest["graphs"][g]["outputs"]
         }
+        self._lock = threading.Lock()  # MLModel.predict is not documented as thread-safe
         self.load_seconds = time.perf_counter() - t0
 
     def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {k: v.astype(self._casts[k]) if k in self._casts else v for k, v in inputs.items()}
-        out = self._models[graph_name].predict(feed)
+        with self._lock:
+            out = self._models[graph_name].predict(feed)
         return {n: np.asarray(out[n]).astype(self._out_dtypes[n], copy=False) for n in self._io[graph_name][1]}
 
 

@@ -143,6 +143,7 @@ class AudioFrontend:
         self.fbank = StreamingFbank(features)
         self.input_rate: int | None = None
         self._resampler = None
+        self._layout: tuple[int, int] | None = None  # (channel axis, channels) of 2-D pieces
         self.samples_received = 0  # at the target rate
         self.input_done = False
 
@@ -154,7 +155,7 @@ class AudioFrontend:
             AudioError: bad rate/shape/dtype, NaN/Inf, floats beyond [-2, 2], rate change.
             RuntimeError: after input_finished().
         """
-        from dualasr.audio import AudioError, prepare_samples
+        from dualasr.audio import AudioError, channel_axis, prepare_samples
 
         from .resample import StreamingResampler
 
@@ -163,18 +164,37 @@ class AudioFrontend:
         x = np.asarray(samples)
         if x.size == 0:
             return
-        if self.input_rate is None:
+        rate = self.input_rate
+        if rate is None:
             # Validate the rate with prepare_samples' own message before committing to it.
             prepare_samples(np.zeros(1, np.float32), sample_rate, self.target_rate, name=self.name)
-            self.input_rate = int(sample_rate)
-            if self.input_rate != self.target_rate:
-                self._resampler = StreamingResampler(self.input_rate, self.target_rate)
-        elif sample_rate != self.input_rate:
+            rate = int(sample_rate)
+        elif sample_rate != rate:
             raise AudioError(
-                f"{self.name}: sample rate changed from {self.input_rate} to {sample_rate} Hz mid-stream; "
+                f"{self.name}: sample rate changed from {rate} to {sample_rate} Hz mid-stream; "
                 "create a new stream for audio at another rate"
             )
-        x = prepare_samples(x, self.input_rate, self.input_rate, name=self.name)  # checks only
+        layout = self._layout
+        if x.ndim == 2:
+            # A stream keeps the channel layout of its first unambiguous 2-D piece (> 8 frames): a
+            # later 1-frame stereo piece [1, 2] alone would read as [channels=1, frames=2].
+            if layout is None and max(x.shape) > 8:
+                axis = channel_axis(x, self.name)
+                layout = (axis, x.shape[axis])
+            elif layout is not None and x.shape[layout[0]] != layout[1]:
+                raise AudioError(
+                    f"{self.name}: piece of shape {x.shape} does not have this stream's {layout[1]} channels "
+                    f"on axis {layout[0]}; keep one channel layout per stream"
+                )
+        axis = layout[0] if layout is not None and x.ndim == 2 else None
+        x = prepare_samples(x, rate, rate, name=self.name, channel_axis=axis)
+        # The piece is valid: only now commit the stream's rate and layout (a refused piece leaves no trace).
+        if self.input_rate is None:
+            self.input_rate = rate
+            if rate != self.target_rate:
+                self._resampler = StreamingResampler(rate, self.target_rate)
+        if layout is not None:
+            self._layout = layout
         if self._resampler is not None:
             x = self._resampler.accept(x)
         self.push(x)

@@ -11,6 +11,8 @@ Backends without a batch axis (ExecuTorch, Core ML) get one call per row, transp
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .backends import Backend
@@ -71,6 +73,11 @@ class ModelGraphs:
                 f"context_size={self.context_size} entries; the export is inconsistent"
             )
         self.calls = {"encoder": 0, "predictor": 0, "joiner": 0}
+        self._calls_lock = threading.Lock()  # streams may be decoded from several threads
+
+    def _count(self, kind: str) -> None:
+        with self._calls_lock:
+            self.calls[kind] += 1
 
     # --------------------------------------------------------------------- batching
 
@@ -101,7 +108,7 @@ class ModelGraphs:
 
     def encoder_full(self, features: np.ndarray) -> np.ndarray:
         """features [1, T, F] float32 -> encoder_out [1, T // s, D]"""
-        self.calls["encoder"] += 1
+        self._count("encoder")
         return self._finite("encoder_full", self.backend.run("encoder_full", {"features": features})["encoder_out"])
 
     def encoder_initial_state(self) -> list[np.ndarray]:
@@ -111,7 +118,7 @@ class ModelGraphs:
         """features [B, C, F], state (batch B) -> (encoder_out [B, C // s, D], new state)"""
         if self.step_graph is None:
             raise RuntimeError("this recognizer was created in full mode; it has no streaming graph")
-        self.calls["encoder"] += 1
+        self._count("encoder")
         inputs = {"features": features}
         dims = {"features": 0}
         out_dims = {"encoder_out": 0}
@@ -128,7 +135,7 @@ class ModelGraphs:
 
     def predictor(self, context: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """context [B, K] int64, state (batch B) -> (predictor_out [B, P], new state)"""
-        self.calls["predictor"] += 1
+        self._count("predictor")
         inputs = {"context": context}
         dims = {"context": 0}
         out_dims = {"predictor_out": 0}
@@ -141,7 +148,7 @@ class ModelGraphs:
 
     def joiner(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
         """encoder_out [B, D], predictor_out [B, P] -> logits [B, V]"""
-        self.calls["joiner"] += 1
+        self._count("joiner")
         return self._run(
             "joiner",
             {"encoder_out": np.ascontiguousarray(encoder_out), "predictor_out": np.ascontiguousarray(predictor_out)},

@@ -205,6 +205,17 @@ class Recognizer:
         providers: onnxruntime execution providers by name (default ["cpu"]).
         max_symbols_per_frame: greedy cap (3, as dualasr.decoding.greedy_search).
         verify_checksums: sha256 every export file at load (size is always checked).
+
+    Threads: one Recognizer may serve many streams from many threads (tests/test_robustness.py
+    runs 8 threads with results equal to each stream decoded alone). The recognizer itself is
+    read-only after construction; all decoding state lives in the Stream. Rules:
+      * a Stream belongs to one thread at a time (accept_waveform/decode/reset/result on the same
+        stream from two threads at once is a data race: guard it yourself);
+      * decode()/decode_streams() on *different* streams may run concurrently. onnxruntime
+        sessions run concurrently (size `threads` so threads x streams fits the cores);
+        ExecuTorch and Core ML serialize their graph calls with a per-backend lock (a loaded
+        ExecuTorch Method owns its activation memory), so they are safe but not parallel: use one
+        Recognizer per thread there when throughput matters.
     """
 
     def __init__(

@@ -1,0 +1,187 @@
+"""`dualasr bench`: the matrix runs end to end on a small ONNX export and writes schema-valid JSON,
+Markdown and PNG plots; the --compare gate passes against itself and fails, readably, against a
+baseline that was twice as fast. No timing assertions: timings are only checked to be present."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dualasr.bench import (
+    Cell,
+    compare_results,
+    load_results,
+    parse_regression,
+    parse_threads,
+    plan_cells,
+    select_utterances,
+    validate_results,
+)
+
+HAVE_POCKETSPHINX = importlib.util.find_spec("pocketsphinx") is not None
+
+
+def _bench(*args, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dualasr.cli", "bench", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def setup(random_checkpoint, tmp_path_factory):
+    """ONNX fp32 + int8 export of the random tiny model and 3 short synthesized utterances."""
+    from dualasr.corpus import build_corpus
+    from dualasr.export.exporter import export_checkpoint
+
+    root = tmp_path_factory.mktemp("bench")
+    export_checkpoint(random_checkpoint, root / "export", ["onnx"], ["none", "int8"], [320])
+    manifests = build_corpus(root / "corpus", num_train=0, num_valid=0, num_test=3, engines=("espeak-ng",),
+                             augment=False, jobs=1)
+    return root, manifests["test"]
+
+
+@pytest.fixture(scope="module")
+def bench_run(setup):
+    root, data = setup
+    out = root / "results"
+    peers = "pocketsphinx" if HAVE_POCKETSPHINX else "none"
+    proc = _bench(root / "export", "--data", data, "--backends", "onnxruntime", "--peers", peers,
+                  "--threads", "1", "--json", out / "bench.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc
+
+
+def test_bench_writes_schema_valid_json_markdown_and_plots(bench_run):
+    out, proc = bench_run
+    results = load_results(out / "bench.json")  # raises on any schema problem
+    assert validate_results(results) == []
+    ids = {c["id"]: c for c in results["cells"]}
+    for prec in ("fp32", "int8"):
+        for mode in ("streaming-320ms", "full"):
+            cell = ids[f"dualasr/onnxruntime/{prec}/{mode}/t1"]
+            assert cell["status"] == "ok", cell.get("reason")
+            m = cell["metrics"]
+            for key in ("wer_pct", "rtf", "chunk_compute_ms_p50", "chunk_compute_ms_p90", "load_s", "peak_rss_mb",
+                        "size_bytes", "harness_overhead_pct"):
+                assert m[key] is not None and m[key] >= 0, key
+            assert len(cell["utterances"]) == 3
+            assert cell["torch_imported"] is False  # the runtime cells stay torch-free
+    if HAVE_POCKETSPHINX:
+        assert ids["pocketsphinx/pocketsphinx/native/streaming/t1"]["status"] == "ok"
+    # Compute figures: FLOPs counted (torch is installed here) and the machine's matmul peak measured.
+    assert results["flops"]["status"] == "ok"
+    assert results["flops"]["encoder_streaming_step"]["320"] > 0
+    assert results["peak"]["1"]["numpy_fp32_gflops"] > 0
+    assert ids["dualasr/onnxruntime/fp32/full/t1"]["metrics"]["encoder_gflops_achieved"] > 0
+    # Ratios and targets are reported (their values are the machine's, not asserted).
+    assert results["headline"]["int8_vs_fp32"] and results["headline"]["streaming_vs_full"]
+    assert {t["status"] for t in results["targets"]} <= {"pass", "fail", "n/a"}
+    md = (out / "bench.md").read_text(encoding="utf-8")
+    assert "## Headline" in md and "dualasr/onnxruntime/int8/streaming-320ms/t1" in md
+    for png in ("latency_cdf.png", "rtf_vs_wer.png", "lattice.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert "cells ran" in proc.stdout
+
+
+def test_compare_against_itself_passes(bench_run):
+    out, _ = bench_run
+    proc = _bench("--results", out / "bench.json", "--compare", out / "bench.json", "--max-regression", "10%")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "passed" in proc.stdout
+
+
+def test_compare_against_a_twice_as_fast_baseline_fails_readably(bench_run, tmp_path):
+    out, _ = bench_run
+    base = json.loads((out / "bench.json").read_text())
+    for c in base["cells"]:
+        if c["status"] == "ok":
+            c["metrics"]["rtf"] /= 2.0
+    doctored = tmp_path / "baseline.json"
+    doctored.write_text(json.dumps(base))
+    proc = _bench("--results", out / "bench.json", "--compare", doctored, "--max-regression", "10%")
+    assert proc.returncode != 0
+    assert "FAILED" in proc.stderr
+    assert "dualasr/onnxruntime/fp32/full/t1: RTF" in proc.stderr
+    assert "+100.0%, limit +10.0%" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- pure functions
+
+
+def _results(cells: list[dict]) -> dict:
+    return {"schema_version": 1, "created": "now", "machine": {"arch": "x"}, "export": {}, "data": {}, "settings": {},
+            "peak": {}, "flops": {}, "cells": cells, "headline": {}, "targets": []}
+
+
+def _cell(cid: str, rtf: float, wer: float, size: int = 1000) -> dict:
+    metrics = dict.fromkeys(("chunk_compute_ms_p50", "chunk_compute_ms_p90", "latency_at_50_s", "latency_at_90_s",
+                             "first_partial_at_50_s", "load_s", "peak_rss_mb", "audio_s", "compute_s"), 1.0)
+    metrics.update(rtf=rtf, wer_pct=wer, size_bytes=size)
+    return {"id": cid, "system": "dualasr", "backend": "onnxruntime", "precision": "fp32", "mode": "full",
+            "threads": 1, "status": "ok", "metrics": metrics, "utterances": []}
+
+
+def test_gate_wer_is_absolute_points_and_size_relative():
+    base = _results([_cell("a", 0.1, 10.0), _cell("b", 0.1, 10.0)])
+    new = _results([_cell("a", 0.1, 10.9), _cell("b", 0.1, 10.0, size=1200)])
+    ok, lines = compare_results(new, base, max_rel=0.10, max_wer_points=1.0)
+    assert not ok
+    text = "\n".join(lines)
+    assert "a: WER" not in text  # +0.9 points is inside 1.0
+    assert "b: size" in text and "+20.0%" in text
+    new["cells"][0]["metrics"]["wer_pct"] = 11.5
+    ok, lines = compare_results(new, base, max_rel=0.5, max_wer_points=1.0)
+    assert not ok and "a: WER 10.00% -> 11.50% (+1.50 points, limit +1.00)" in "\n".join(lines)
+
+
+def test_gate_reports_cells_that_stopped_running():
+    base = _results([_cell("a", 0.1, 10.0), _cell("b", 0.1, 10.0)])
+    new = _results([_cell("a", 0.1, 10.0), {**_cell("b", 0.1, 10.0), "status": "error", "reason": "boom"}])
+    ok, lines = compare_results(new, base)
+    assert not ok and "b: ran in the baseline but not now (error: boom)" in "\n".join(lines)
+    assert compare_results(new, base, allow_missing=True)[0]
+
+
+def test_validate_results_names_the_problems():
+    bad = _results([{**_cell("a", 0.1, 1.0), "status": "weird"}])
+    bad["schema_version"] = 2
+    del bad["cells"][0]["metrics"]["rtf"]
+    errs = validate_results(bad)
+    assert any("schema_version" in e for e in errs)
+    assert any("cells[0].status" in e for e in errs)
+    assert validate_results(_results([_cell("a", 0.1, 1.0)])) == []
+
+
+def test_parse_regression_and_threads():
+    assert parse_regression("10%") == pytest.approx(0.10)
+    assert parse_regression("0.25") == pytest.approx(0.25)
+    assert parse_regression("15") == pytest.approx(0.15)
+    with pytest.raises(ValueError):
+        parse_regression("ten")
+    assert parse_threads("1,1")[0] == 1 and len(parse_threads("1,1")) == 1
+    with pytest.raises(ValueError):
+        parse_threads("0")
+
+
+def test_plan_skips_what_the_export_lacks():
+    manifest = {"streaming": [{"chunk_ms": 320}], "artifacts": {"onnx": {"fp32": {}, "int8": {}}},
+                "checkpoint": "checkpoint.pt"}
+    planned = plan_cells(manifest, ["onnxruntime", "executorch", "torch", "sherpa-onnx"], [], [1])
+    ids = {c.id: reason for c, reason in planned}
+    assert ids["dualasr/onnxruntime/int8/streaming-320ms/t1"] is None
+    assert "no executorch fp32" in ids["dualasr/executorch/fp32/full/t1"]
+    assert "dualasr/torch/int8/full/t1" not in ids  # eager reference is float only
+    assert "no sherpa-onnx" in ids["dualasr/sherpa-onnx/fp32/streaming-320ms/t1"]
+    assert Cell("dualasr", "onnxruntime", "fp32", "streaming", 160, 2).id == "dualasr/onnxruntime/fp32/streaming-160ms/t2"
+    with pytest.raises(ValueError, match="not in the export"):
+        plan_cells(manifest, ["onnxruntime"], [], [1], chunk_ms=[640])
+
+
+def test_select_utterances_is_evenly_spaced():
+    assert select_utterances(list(range(10)), 3) == [0, 3, 6]
+    assert select_utterances(list(range(3)), 5) == [0, 1, 2]
