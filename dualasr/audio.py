@@ -21,6 +21,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from dualasr.fileio import atomic_write
+
 __all__ = ["AudioError", "channel_axis", "load_audio", "prepare_samples", "save_wav"]
 
 # Containers libsndfile reads natively. Everything else (mp3, g722, m4a, ...) goes through ffmpeg,
@@ -139,15 +141,7 @@ def save_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 16
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise AudioError(f"{path}: directory {directory} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, pcm, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: sf.write(f, pcm, sample_rate, subtype="PCM_16", format="WAV"))
 
 
 def _to_float32(x: np.ndarray, name: str) -> np.ndarray:

@@ -6,14 +6,13 @@ latest checkpoint, and read with `weights_only=True` so loading never unpickles 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import Config, ModelConfig
+from .fileio import atomic_write
 from .model import Transducer
 
 FORMAT_VERSION = 1
@@ -21,22 +20,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     pass
-
-
-def atomic_write_bytes(path: str | Path, write) -> None:
-    """Call write(fileobj) on a temp file beside `path`, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, model: Transducer, config: Config, tokenizer_path: str | Path,
@@ -48,7 +31,7 @@ def save_checkpoint(path: str | Path, model: Transducer, config: Config, tokeniz
         "tokenizer": torch.frombuffer(bytearray(Path(tokenizer_path).read_bytes()), dtype=torch.uint8),
         "training_state": training_state or {},
     }
-    atomic_write_bytes(path, lambda f: torch.save(payload, f))
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from dualasr.audio import load_audio, save_wav
-from dualasr.data import Utterance, atomic_write_text, write_manifest
+from dualasr.data import Utterance, write_manifest
+from dualasr.fileio import atomic_write
 from dualasr.tokenizer import normalize_text
 
 __all__ = [
@@ -601,7 +602,7 @@ def _render(plan: _Plan, wav: Path, sample_rate: int) -> Utterance:
     )
     meta = {"plan": plan.key(), "duration": res.duration, "speech_end": res.speech_end,
             "speech_start": res.speech_start}
-    atomic_write_text(meta_path, json.dumps(meta) + "\n")  # written last: marks the wav complete
+    atomic_write(meta_path, json.dumps(meta) + "\n")  # written last: marks the wav complete
     return Utterance(plan.id, str(wav), plan.text, round(res.duration, 4), round(res.speech_end, 4))
 
 

@@ -11,7 +11,6 @@ import math
 import os
 import random
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+from dualasr.fileio import atomic_write
 from dualasr.tokenizer import Tokenizer, normalize_text
 
 __all__ = [
@@ -117,20 +117,7 @@ def write_manifest(path: str | os.PathLike[str], utts: Sequence[Utterance]) -> N
         obj = {k: v for k, v in asdict(u).items() if v is not None}
         obj["audio"] = audio_s
         lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
-    atomic_write_text(path, "".join(lines))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Temp file in the same folder + os.replace: readers see the old or new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, "".join(lines))
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,10 +6,10 @@ and report scripts can use it without torch.
 
 from __future__ import annotations
 
-import os
-import tempfile
 
 import numpy as np
+
+from dualasr.fileio import atomic_write
 
 __all__ = [
     "wer",
@@ -141,14 +141,4 @@ def plot_emission_lattice(
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
 
-    out_dir = os.path.dirname(os.path.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp_lattice_", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))

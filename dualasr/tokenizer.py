@@ -9,12 +9,13 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
+
+from dualasr.fileio import atomic_write
 
 __all__ = ["BLANK_ID", "BLANK_PIECE", "UNK_ID", "Tokenizer", "normalize_text"]
 
@@ -51,19 +52,6 @@ def normalize_text(text: str) -> str:
     text = _NOT_KEPT.sub(" ", text)
     text = _LOOSE_APOSTROPHE.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Tokenizer:
@@ -134,7 +122,7 @@ class Tokenizer:
             normalization_rule_name="identity",
             minloglevel=2,
         )
-        _atomic_write_bytes(model_path, buf.getvalue())
+        atomic_write(model_path, buf.getvalue())
         return cls(model_path)
 
     @property
@@ -163,7 +151,7 @@ class Tokenizer:
     def write_tokens_txt(self, path: str | os.PathLike[str]) -> None:
         """sherpa-onnx tokens.txt: "piece id" per line, "<blk> 0" first."""
         lines = [f"{self.id_to_piece(i)} {i}\n" for i in range(self.vocab_size)]
-        _atomic_write_bytes(Path(path), "".join(lines).encode("utf-8"))
+        atomic_write(Path(path), "".join(lines).encode("utf-8"))
 
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.model_path)!r}, vocab_size={self.vocab_size})"

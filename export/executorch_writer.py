@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dualasr.checkpoint import atomic_write_bytes
+from dualasr.fileio import atomic_write
 from dualasr.export.wrappers import use_stable_layer_norms
 
 PRECISIONS = ("fp32", "int8")
@@ -355,10 +355,10 @@ def write(
 
     entry_graphs: dict[str, str] = {}
     for name, prog in programs.items():
-        atomic_write_bytes(out_dir / f"{name}.pte", prog.write_to_file)
+        atomic_write(out_dir / f"{name}.pte", prog.write_to_file)
         entry_graphs[name] = f"{rel_dir}/{name}.pte"
     ptd_path = out_dir / f"{WEIGHTS_TAG}.ptd"
-    atomic_write_bytes(ptd_path, lambda f: f.write(merged))
+    atomic_write(ptd_path, lambda f: f.write(merged))
     # Load every program against the one shared file: proves each finds all its keys in it.
     check = {name: _self_check(name, out_dir / f"{name}.pte", ptd_path, graphs[name],
                                tuple(example_inputs[name])) for name in programs}

@@ -347,13 +347,14 @@ def _write_reference_checkpoint(src: Path, dst: Path) -> None:
     """Copy the checkpoint into the export minus the optimizer/scheduler/RNG state (2-3x the
     weights for Adam): verify only needs config, weights and tokenizer. Step and metrics stay so
     the export still says which training point it came from."""
-    from dualasr.checkpoint import atomic_write_bytes, read_checkpoint
+    from dualasr.checkpoint import read_checkpoint
+    from dualasr.fileio import atomic_write
 
     payload = read_checkpoint(src)
     slim = {k: payload[k] for k in ("format_version", "config", "model", "tokenizer") if k in payload}
     ts = payload.get("training_state") or {}
     slim["training_state"] = {k: ts[k] for k in ("step", "epoch", "metrics", "best") if k in ts}
-    atomic_write_bytes(dst, lambda f: torch.save(slim, f))
+    atomic_write(dst, lambda f: torch.save(slim, f))
 
 
 def export_checkpoint(

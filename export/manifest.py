@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
+
+from dualasr.fileio import atomic_write
 
 __all__ = [
     "FORMAT_VERSION",
@@ -58,23 +59,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def file_entry(path: str | os.PathLike[str]) -> dict[str, Any]:
     """{"sha256": hex digest, "size": bytes} of one file."""
     return {"sha256": sha256_file(path), "size": os.path.getsize(path)}
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Temp file in the same folder + fsync + rename: readers see the old or the new file, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a manifest is meant to be read by anyone
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def check_relative_path(export_dir: str | os.PathLike[str], rel: str) -> Path:
@@ -143,7 +127,7 @@ def write_manifest(export_dir: str | os.PathLike[str], manifest: dict[str, Any])
     out = dict(manifest)
     out.setdefault("format_version", FORMAT_VERSION)
     out["files"] = {rel: file_entry(root / rel) for rel in _list_files(root)}
-    _atomic_write_text(root / MANIFEST_NAME, json.dumps(out, indent=1) + "\n")
+    atomic_write(root / MANIFEST_NAME, json.dumps(out, indent=1) + "\n")
     return out
 
 

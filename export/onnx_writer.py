@@ -29,6 +29,8 @@ import torch
 from onnx import TensorProto, numpy_helper
 from torch import Tensor, nn
 
+from dualasr.fileio import atomic_write
+
 from .exporter import ExportError, graph_io
 
 __all__ = ["OPSET", "PRECISIONS", "WEIGHTS_FILE", "export_graph", "share_weights", "write"]
@@ -41,19 +43,6 @@ ALIGN = 64  # offset alignment of every tensor (SIMD/cache line)
 PAGE_ALIGN = 4096  # large tensors start on a page so onnxruntime can mmap them
 PAGE_ALIGN_FROM = 64 * 1024
 FP32_TOLERANCE = 1e-3  # writer self-check only; `dualasr verify` checks 1e-4 on real features
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- torch -> onnx
@@ -272,7 +261,7 @@ def share_weights(models: dict[str, onnx.ModelProto], out_dir: Path, weights_nam
         Path(tmp).unlink(missing_ok=True)
         raise
     for name, data in serialized.items():
-        _atomic_write(out_dir / f"{name}.onnx", data)
+        atomic_write(out_dir / f"{name}.onnx", data)
 
     streaming = [n for n in graph_bytes if n.startswith("encoder_streaming_")]
     dual_pair = ["encoder_full", *streaming[:1], "predictor", "joiner"]

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -62,6 +61,8 @@ import numpy as np
 import onnx
 import torch
 from torch import Tensor, nn
+
+from dualasr.fileio import atomic_write
 
 from .exporter import ExportError
 from .wrappers import FRAME_SHIFT_MS, JoinerStep, PredictorStep, StreamingEncoderStep
@@ -297,23 +298,6 @@ def _quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     return quantized
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; apps copy these files around
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _check(path: Path, module: nn.Module, example: tuple[Tensor, ...], inputs: list[str], precision: str) -> float:
     """onnx.checker + one onnxruntime run against torch. Returns the max abs difference."""
     import onnxruntime as ort
@@ -368,7 +352,7 @@ def write_tokens_txt(tokenizer: Any, path: Path) -> None:
         if not piece or any(c.isspace() for c in piece):
             raise ExportError(f"token {i} ({piece!r}) is empty or holds whitespace; tokens.txt cannot represent it")
         lines.append(f"{piece} {i}\n")
-    _atomic_write(Path(path), "".join(lines).encode("utf-8"))
+    atomic_write(Path(path), "".join(lines).encode("utf-8"))
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -444,7 +428,7 @@ def write_sherpa(
                 if precision == "int8":
                     proto = _quantize_int8(proto)
                 path = export_dir / rel / f"{name}.onnx"
-                _atomic_write(path, proto.SerializeToString())
+                atomic_write(path, proto.SerializeToString())
                 diffs[name] = _check(path, module, examples[name], ins, precision)
     finally:
         model.train(was_training)
