@@ -873,9 +873,9 @@ def _worker_main(argv: list[str]) -> int:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from dualasr.data import atomic_write_text
+    from dualasr.fileio import atomic_write
 
-    atomic_write_text(Path(path), json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n")
+    atomic_write(Path(path), json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n")
 
 
 _worker_ids = itertools.count()
@@ -1450,21 +1450,15 @@ def markdown(results: dict) -> str:
 
 
 def write_markdown(results: dict, path: str | os.PathLike) -> None:
-    from dualasr.data import atomic_write_text
+    from dualasr.fileio import atomic_write
 
-    atomic_write_text(Path(path), markdown(results))
+    atomic_write(Path(path), markdown(results))
 
 
 def _save_fig(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from dualasr.fileio import atomic_write
+
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))
 
 
 def _mode_key(c: dict) -> str:

@@ -1,0 +1,102 @@
+"""The shipped model (dualasr/assets/default/model.pt) on real recorded speech it never trained on:
+it recognizes, the torch-free runtime equals the PyTorch streaming decode token for token, and an
+unmodified sherpa-onnx decodes our export to the same tokens."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dualasr.demo import DEFAULT_MODEL, real_test_set
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="built-in model not shipped in this checkout")
+
+N_UTTS = 20
+# Measured on these 20 prompts when the model was shipped (see README): streaming 46%, full 38%.
+# The bounds leave room for onnxruntime/BLAS differences, not for a broken model.
+MAX_WER = {"streaming": 60.0, "full": 55.0}
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    from dualasr.export.exporter import export_checkpoint
+
+    out = tmp_path_factory.mktemp("default") / "export"
+    export_checkpoint(DEFAULT_MODEL, out, ["onnx", "sherpa-onnx"], ["none"], [320])
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_speech():
+    from dualasr.audio import load_audio
+
+    try:
+        utts = real_test_set(N_UTTS)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    return utts, [load_audio(u.audio) for u in utts]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", ["streaming", "full"])
+def test_recognizes_held_out_real_speech(export_dir, real_speech, mode):
+    from dualasr.metrics import wer
+    from dualasr.runtime.recognizer import Recognizer
+    from dualasr.tokenizer import normalize_text
+
+    utts, waves = real_speech
+    rec = Recognizer(export_dir, mode=mode, threads=1)
+    hyps = [rec.recognize(w, 16000).text for w in waves]
+    score = 100 * wer([normalize_text(u.text) for u in utts], hyps)
+    print(f"{mode}: WER {score:.1f}% on {len(utts)} held-out real prompts; e.g. {hyps[0]!r}")
+    assert score < MAX_WER[mode]
+
+
+def test_runtime_equals_pytorch_streaming_on_real_speech(export_dir, real_speech):
+    from dualasr.reference import TorchRecognizer
+    from dualasr.runtime.recognizer import Recognizer
+
+    _, waves = real_speech
+    ours = Recognizer(export_dir, mode="streaming", threads=1)
+    ref = TorchRecognizer(DEFAULT_MODEL, mode="streaming", chunk_ms=320)
+    for w in waves[:5]:
+        a = ours.recognize(w, 16000)
+        b = ref.recognize(w, 16000)
+        assert a.token_ids and a.token_ids == b.token_ids
+
+
+def test_sherpa_onnx_decodes_our_export_like_our_runtime(export_dir, real_speech):
+    sherpa_onnx = pytest.importorskip("sherpa_onnx")
+    import json
+
+    from dualasr.checkpoint import load_model
+    from test_sherpa import _piece_ids, _recognizer, reference_greedy, sherpa_decode
+
+    entry = json.loads((export_dir / "manifest.json").read_text())["artifacts"]["sherpa-onnx"]["fp32"]
+    model, _, _ = load_model(DEFAULT_MODEL)
+    _, waves = real_speech
+    tail = np.zeros(4800, np.float32)  # apps append tail silence; sherpa skips a partial last chunk
+    wavs = [np.concatenate([w, tail]) for w in waves[:4]]
+    got = sherpa_decode(_recognizer(export_dir, entry, "greedy_search"), _piece_ids(export_dir, entry), wavs)
+    assert sherpa_onnx is not None
+    for w, tokens in zip(wavs, got):
+        assert tokens and tokens == reference_greedy(model, w)
+
+
+def test_demo_command_runs_both_modes():
+    r = subprocess.run([sys.executable, "-m", "dualasr.cli", "demo", "--limit", "3"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "== streaming mode" in r.stdout and "== full mode" in r.stdout
+    assert r.stdout.count("WER") == 2 and "Latency@50" in r.stdout
