@@ -3,7 +3,13 @@ recognition tests use the trained built-in model in dualasr/assets)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The test models are tiny: torch's intra-op thread pool only adds overhead, and on a busy 2-core
+# machine oversubscribed OpenMP threads made the suite many times slower. Set before torch loads;
+# subprocesses inherit it. Tests that measure threading pass explicit counts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
