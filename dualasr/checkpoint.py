@@ -49,6 +49,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} has checkpoint format {payload['format_version']}, newer than this dualasr "
             f"supports ({FORMAT_VERSION}); upgrade dualasr"
         )
+    # Checkpoints written before model.input_norm existed used the per-frame LayerNorm.
+    payload["config"].setdefault("model", {}).setdefault("input_norm", "frame")
     return payload
 
 

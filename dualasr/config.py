@@ -18,6 +18,7 @@ class ModelConfig:
     encoder: str = "conformer"  # "conformer" | "contextnet"
     num_mel_bins: int = 80
     subsampling: int = 4  # feature frames stacked per encoder frame (causal by construction)
+    input_norm: str = "global"  # "global": CMVN from training-set statistics | "frame": per-frame LayerNorm
     d_model: int = 144
     num_layers: int = 4
     num_heads: int = 4
@@ -122,7 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                       # rarely for the encoder to leave the blank-only plateau in minutes.
                       predictor="stateless", predictor_dim=160, joiner_dim=160, vocab_size=34,
                       aux_ctc=True, dropout=0.0),  # minutes of CPU training underfit: dropout only costs time
-        "train": dict(max_steps=100000, max_minutes=9.0, lr=2e-3, warmup_steps=300,
+        "train": dict(max_steps=100000, max_minutes=9.0, lr=2e-3, warmup_steps=300, ctc_weight=1.0,
                       max_frames_per_batch=3000, valid_every=100, checkpoint_every=100),
     },
     "tiny-lstm": {
@@ -130,10 +131,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                       predictor="lstm", predictor_dim=160, joiner_dim=160, vocab_size=96),
         "train": dict(max_minutes=9.0, lr=3e-3, warmup_steps=150, max_frames_per_batch=10000),
     },
-    "tiny-contextnet": {
+    "tiny-contextnet": {  # the same size and recipe as `tiny`, ContextNet encoder (BatchNorm, as the paper)
         "model": dict(encoder="contextnet", d_model=256, num_layers=4, conv_kernel=5, norm="batch",
-                      predictor="stateless", predictor_dim=160, joiner_dim=160, vocab_size=96),
-        "train": dict(max_minutes=9.0, lr=3e-3, warmup_steps=150, max_frames_per_batch=10000),
+                      predictor="stateless", predictor_dim=160, joiner_dim=160, vocab_size=34,
+                      aux_ctc=True, dropout=0.0),
+        "train": dict(max_steps=100000, max_minutes=9.0, lr=2e-3, warmup_steps=300, ctc_weight=1.0,
+                      max_frames_per_batch=3000, valid_every=100, checkpoint_every=100),
     },
     "conformer-s": {  # ~10M, the paper's Conformer-S scale
         "model": dict(d_model=144, num_layers=16, num_heads=4, conv_kernel=31, left_context=64,

@@ -108,7 +108,7 @@ class _DualModeEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, block: type[nn.Module]):
         super().__init__()
         self.cfg = cfg
-        self.subsampling = FrameStacking(cfg.num_mel_bins, cfg.d_model, cfg.subsampling, cfg.dropout)
+        self.subsampling = FrameStacking(cfg.num_mel_bins, cfg.d_model, cfg.subsampling, cfg.dropout, cfg.input_norm)
         self.layers = nn.ModuleList(block(cfg) for _ in range(cfg.num_layers))
         self.conv_cache_len = (cfg.conv_kernel - 1) // 2
 

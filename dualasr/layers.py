@@ -196,21 +196,41 @@ class FeedForward(nn.Module):
 class FrameStacking(nn.Module):
     """Time reduction by stacking `factor` consecutive frames and projecting: output frame t only
     sees input frames factor*t .. factor*t+factor-1, so it is causal and needs no streaming cache
-    when chunks are a multiple of `factor` frames. A per-frame dual LayerNorm on the input stands
-    in for CMVN so the exported graph takes raw kaldi fbank (what sherpa-onnx feeds)."""
+    when chunks are a multiple of `factor` frames.
 
-    def __init__(self, in_dim: int, d_model: int, factor: int, dropout: float):
+    Input normalization lives in the graph so the exported model takes raw kaldi fbank (what
+    sherpa-onnx feeds): "global" is CMVN with per-bin statistics of the training set (buffers set
+    by `set_input_stats`, shared by both modes); "frame" is a per-frame dual LayerNorm."""
+
+    def __init__(self, in_dim: int, d_model: int, factor: int, dropout: float, input_norm: str = "global"):
         super().__init__()
+        if input_norm not in ("global", "frame"):
+            raise ValueError(f"input_norm must be 'global' or 'frame', got {input_norm!r}")
         self.factor = factor
-        self.in_norm = DualNorm(in_dim, "layer")
+        self.input_norm = input_norm
+        if input_norm == "frame":
+            self.in_norm = DualNorm(in_dim, "layer")
+        else:
+            self.register_buffer("feat_mean", torch.zeros(in_dim))
+            self.register_buffer("feat_inv_std", torch.ones(in_dim))
         self.proj = nn.Linear(in_dim * factor, d_model)
         self.dropout = nn.Dropout(dropout)
+
+    @torch.no_grad()
+    def set_input_stats(self, mean: Tensor, std: Tensor) -> None:
+        """mean, std: [F] statistics of the training features (global CMVN)."""
+        self.feat_mean.copy_(mean)
+        self.feat_inv_std.copy_(1.0 / std.clamp_min(1e-3))
 
     def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
         """x: [B, T, F] -> ([B, T // factor, D], lengths // factor)"""
         B, T, Fdim = x.shape
         Tout = T // self.factor
-        x = self.in_norm(x[:, : Tout * self.factor], mode)
+        x = x[:, : Tout * self.factor]
+        if self.input_norm == "frame":
+            x = self.in_norm(x, mode)
+        else:
+            x = (x - self.feat_mean) * self.feat_inv_std
         x = x.reshape(B, Tout, self.factor * Fdim)
         out_lens = None if lengths is None else torch.div(lengths, self.factor, rounding_mode="floor")
         return self.dropout(self.proj(x)), out_lens

@@ -157,6 +157,19 @@ def evaluate(model: Transducer, dataset: FeatureDataset, tokenizer: Tokenizer, d
     return {f"wer_{mode}": 100.0 * wer(refs, h) for mode, h in hyps.items()}
 
 
+def feature_stats(dataset: FeatureDataset, max_utts: int = 1000) -> tuple[Tensor, Tensor]:
+    """Per-bin mean and std of the fbank over (an evenly spaced subset of) the training set."""
+    n = len(dataset)
+    picks = range(0, n, max(1, n // max_utts))
+    total, total_sq, frames = 0.0, 0.0, 0
+    for i in picks:
+        f = dataset.features(i).double()
+        total, total_sq, frames = total + f.sum(0), total_sq + (f * f).sum(0), frames + f.shape[0]
+    mean = total / frames
+    std = (total_sq / frames - mean * mean).clamp_min(0).sqrt()
+    return mean.float(), std.float()
+
+
 def _sources(spec: str) -> list[Path]:
     """`data.train` / `data.valid`: one manifest or LibriSpeech folder, or several joined by commas."""
     return [Path(p.strip()) for p in spec.split(",") if p.strip()]
@@ -222,6 +235,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
     tokenizer = _prepare_tokenizer(cfg, out_dir, train_utts, dd)
     cfg.model.vocab_size = tokenizer.vocab_size  # a small corpus may give fewer pieces than asked
 
+    train_set = FeatureDataset(train_utts, tokenizer)
     torch.manual_seed(tc.seed)
     model = Transducer(cfg.model).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
@@ -239,8 +253,11 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
         torch.set_rng_state(st["rng"])
         if dd.main:
             print(f"resumed from {latest} at step {step}", flush=True)
-    elif resume and dd.main:
-        print(f"--resume: no {latest} yet, starting fresh", flush=True)
+    else:
+        if resume and dd.main:
+            print(f"--resume: no {latest} yet, starting fresh", flush=True)
+        if cfg.model.input_norm == "global":
+            model.encoder.subsampling.set_input_stats(*feature_stats(train_set))
 
     objective: nn.Module = DualModeObjective(model, cfg)
     if dd.world > 1:
@@ -250,7 +267,6 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
             find_unused_parameters=tc.mode != "joint",
         )
 
-    train_set = FeatureDataset(train_utts, tokenizer)
     valid_set = FeatureDataset(valid_utts, tokenizer) if valid_utts else None
     sampler = DurationBucketSampler(train_set.frame_lengths(), tc.max_frames_per_batch, seed=tc.seed,
                                     num_replicas=dd.world, rank=dd.rank)
@@ -284,7 +300,9 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
     if progress and dd.main:
         from tqdm import tqdm
 
-        bar = tqdm(total=tc.max_steps, initial=step, unit="step", dynamic_ncols=True)
+        # A wall-clock budget ends the run long before max_steps: no step total (and no bogus ETA) then.
+        bar = tqdm(total=None if tc.max_minutes > 0 else tc.max_steps, initial=step, unit="step",
+                   dynamic_ncols=True)
     audio_s = 0.0
     t_window = time.time()
     done = step >= tc.max_steps

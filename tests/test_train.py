@@ -57,6 +57,25 @@ def test_variants_train_and_lower_the_loss(corpus, tmp_path, variant):
     assert cfg2.train.mode == cfg.train.mode and len(tok) > 0
 
 
+def test_global_cmvn_statistics_are_computed_and_saved(corpus, tmp_path):
+    from dualasr.data import FeatureDataset, load_utterances
+    from dualasr.tokenizer import Tokenizer
+    from dualasr.train import feature_stats
+
+    train(micro_config(corpus, "train.max_steps=1"), tmp_path, progress=False)
+    model, _, _ = load_model(tmp_path / LATEST)
+    ds = FeatureDataset(load_utterances(corpus / "train.jsonl"), Tokenizer(tmp_path / "tokenizer.model"))
+    mean, std = feature_stats(ds)
+    stacking = model.encoder.subsampling
+    torch.testing.assert_close(stacking.feat_mean, mean)
+    torch.testing.assert_close(stacking.feat_inv_std, 1.0 / std)
+    # What the encoder sees: the training fbank normalized to zero mean, unit variance per bin.
+    feats = torch.cat([ds.features(i) for i in range(len(ds))])
+    normalized = (feats - stacking.feat_mean) * stacking.feat_inv_std
+    torch.testing.assert_close(normalized.mean(0), torch.zeros(80), atol=1e-3, rtol=0)
+    torch.testing.assert_close(normalized.std(0), torch.ones(80), atol=1e-2, rtol=0)
+
+
 def test_resume_continues_exactly(corpus, tmp_path):
     steps = ["train.max_steps=6", "train.mode=random", "train.distill_weight=0.0"]
     train(micro_config(corpus, *steps), tmp_path / "straight", progress=False)
