@@ -22,6 +22,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,7 +44,9 @@ KEY_VARIANTS = ["streaming-only", "dual, random sampling", "dual, joint", "dual,
 
 
 def run_name(variant: str, seed: int) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in variant).strip("-")
+    """A folder name per run; shift signs are spelled out so -1 and +1 never share a folder."""
+    signed = re.sub(r"([+-])(\d)", lambda m: ("p" if m[1] == "+" else "m") + m[2], variant)
+    slug = "".join(c if c.isalnum() else "-" for c in signed).strip("-")
     while "--" in slug:
         slug = slug.replace("--", "-")
     return f"{slug}-s{seed}"

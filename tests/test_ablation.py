@@ -24,6 +24,7 @@ def test_grid_has_every_table4_variant_and_extra_seeds_for_key_rows(ablation):
                                     *(f"dual, joint + distill {s:+d}" for s in range(-2, 3))}
     assert sorted(v for v, s in jobs if s == 1) == sorted(ablation.KEY_VARIANTS)
     assert len(jobs) == len(set(jobs)) == len(variants) + len(ablation.KEY_VARIANTS)
+    assert len({ablation.run_name(v, s) for v, s in jobs}) == len(jobs)  # one folder per run
 
 
 def test_train_command_sets_the_variant_budget_and_seed(ablation, tmp_path):
