@@ -57,7 +57,9 @@ def train_command(variant: str, seed: int, args: argparse.Namespace, out: Path) 
     sets = VARIANTS.get(variant, ["train.mode=joint", "train.distill_weight=0.5", "train.distill_shift=0"])
     sets = sets + [f"train.seed={seed}", f"train.max_steps={args.steps}", "train.max_minutes=0", f"data.train={args.train}",
                    f"data.valid={args.valid}", "train.valid_every=100000", "train.checkpoint_every=200"]
-    cmd = [sys.executable, "-m", "dualasr.cli", "train", "--config", config, "--out", str(out), "--no-progress"]
+    # --resume: a run interrupted mid-way continues from its last checkpoint (bit-exactly).
+    cmd = [sys.executable, "-m", "dualasr.cli", "train", "--config", config, "--out", str(out), "--no-progress",
+           "--resume"]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -104,6 +106,14 @@ def score(checkpoint: Path, manifests: dict[str, str]) -> dict:
     return out
 
 
+def finished(out: Path, steps: int) -> bool:
+    """Whether the run in `out` has trained its whole step budget."""
+    from dualasr.checkpoint import read_checkpoint
+
+    ckpt = out / "checkpoint-latest.pt"
+    return ckpt.is_file() and read_checkpoint(ckpt)["training_state"].get("step", 0) >= steps
+
+
 def plan_jobs(variants: list[str], seeds: list[int], key_seeds: list[int]) -> list[tuple[str, int]]:
     """(variant, seed) runs: every variant with `seeds`, the key rows also with `key_seeds`."""
     jobs = [(v, s) for v in variants for s in seeds]
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 for v, s in jobs}
     for v, s in jobs:
         out = Path(args.runs) / run_name(v, s)
-        if (out / "checkpoint-latest.pt").is_file():
+        if finished(out, args.steps):
             continue  # done earlier: the grid resumes
         while len(running) >= args.parallel:
             running = [(pr, a, b) for pr, a, b in running if pr.poll() is None]

@@ -33,7 +33,7 @@ def test_train_command_sets_the_variant_budget_and_seed(ablation, tmp_path):
     sets = [cmd[i + 1] for i, c in enumerate(cmd) if c == "--set"]
     assert {"train.mode=joint", "train.distill_weight=0.5", "train.distill_shift=-2", "train.seed=1",
             "train.max_steps=300", "train.max_minutes=0", "data.train=a.jsonl"} <= set(sets)
-    assert cmd[cmd.index("--config") + 1] == "tiny"
+    assert cmd[cmd.index("--config") + 1] == "tiny" and "--resume" in cmd
     assert ablation.train_command(ablation.CONTEXTNET, 0, args, tmp_path)[5] == "tiny-contextnet"
 
 
