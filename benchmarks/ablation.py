@@ -1,9 +1,9 @@
 """The paper's Table-4 ablation at a size this machine can train.
 
 Trains the same small Dual-mode Conformer under each variant with the same budget and seeds, then
-scores every checkpoint on the synthesized test set and
-on the held-out real-speech test set: streaming WER, full-context WER, and the streaming
-emission latency (Latency@50/@90, last token's frame end minus the manifest's end of speech).
+scores every checkpoint on the synthesized test set and on the held-out real-speech test set:
+streaming WER, full-context WER, and the streaming emission latency (Latency@50/@90: the last
+token's frame end minus the manifest's end of speech).
 
     # what ran here (2-core CPU): every variant with seed 0, the key rows also with seed 1
     python benchmarks/ablation.py --steps 2000 --seeds 0 --key-seeds 1 --contextnet --parallel 2
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="seeds for every variant")
     p.add_argument("--key-seeds", default="", help="extra seeds for the key rows only: " + ", ".join(KEY_VARIANTS))
     p.add_argument("--variants", default="all", help="comma list of variant names, or 'all'")
-    p.add_argument("--contextnet", action="store_true", help="also the ContextNet run of the best variant")
+    p.add_argument("--contextnet", action="store_true", help="also a ContextNet run (joint + distillation, shift 0)")
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--train", default="data/full/train.jsonl,data/full/real_train.jsonl")
     p.add_argument("--valid", default="data/full/valid.jsonl")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = train_command(v, s, args, out)
         print("start:", v, "seed", s, flush=True)
         out.mkdir(parents=True, exist_ok=True)
-        log = open(out / "train.log", "w")
+        log = open(out / "train.log", "a")  # a resumed run appends
         running.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), v, s))
     for pr, v, s in running:
         if pr.wait() != 0:
