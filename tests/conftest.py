@@ -3,6 +3,7 @@ recognition tests use the trained built-in model in dualasr/assets)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -12,6 +13,28 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run torch on one intra-op thread, restoring the global count afterwards: the tiny models'
+    per-chunk ops are far too small for a thread pool, which on 2 shared cores made reference
+    decoding 5-100x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """`one_torch_thread` for a whole test module (request it with pytest.mark.usefixtures)."""
+    with one_torch_thread():
+        yield
 
 
 def make_checkpoint(path: Path, preset: str = "tiny", **model_overrides) -> Path:

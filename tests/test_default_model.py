@@ -9,11 +9,13 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from dualasr.demo import DEFAULT_MODEL, real_test_set
 
-pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="built-in model not shipped in this checkout")
+pytestmark = [
+    pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="built-in model not shipped in this checkout"),
+    pytest.mark.usefixtures("one_torch_thread_module"),
+]
 
 N_UTTS = 20
 # Measured on these 20 prompts when the model was shipped (see README): streaming 38.7%, full 34.3%.
@@ -41,12 +43,6 @@ def real_speech():
     return utts, [load_audio(u.audio) for u in utts]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("mode", ["streaming", "full"])

@@ -6,7 +6,6 @@ the ExecuTorch comparison exports too (~2 min on 2 cores) and is marked slow.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_torch_thread
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -65,18 +65,6 @@ def recognizer(onnx_export) -> Recognizer:
     return Recognizer(onnx_export, mode="streaming")
 
 
-@contextlib.contextmanager
-def _one_torch_thread():
-    """Several torch threads on 2 shared cores are 5-10x slower for these tiny ops; the global
-    thread count is restored afterwards."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _Reference:
@@ -88,7 +76,7 @@ class _Reference:
         self.rec = TorchRecognizer(checkpoint, mode=mode, chunk_ms=CHUNK_MS, decoding=decoding)
 
     def recognize(self, samples: np.ndarray, rate: int):
-        with _one_torch_thread():
+        with one_torch_thread():
             return self.rec.recognize(samples, rate)
 
 
@@ -198,7 +186,7 @@ def test_full_context_onnx_matches_torch_full(onnx_export, random_checkpoint, sp
         from dualasr.features import compute_fbank
 
         model, _, _ = load_model(random_checkpoint)
-        with torch.no_grad(), _one_torch_thread():
+        with torch.no_grad(), one_torch_thread():
             enc, _ = model.encoder(compute_fbank(torch.from_numpy(speech))[None], None, "full")
             assert greedy_search(model, enc, torch.tensor([enc.shape[1]]))[0].tokens == got.token_ids
 

@@ -45,14 +45,7 @@ BEAM = 4
 # ----------------------------------------------------------------------------- fixtures / helpers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The tiny model's per-chunk ops are far too small for intra-op threads: on a shared 2-core
-    machine torch's thread pool makes the reference decode ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread_module")
 
 
 @pytest.fixture(scope="module")
