@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass
 class ModelConfig:
-    encoder: str = "conformer"  # "conformer" | "contextnet"
+    encoder: str = "conformer"  # "conformer" | "contextnet" | "transformer" (Whisper-shaped)
     num_mel_bins: int = 80
     subsampling: int = 4  # feature frames stacked per encoder frame (causal by construction)
     input_norm: str = "global"  # "global": CMVN from training-set statistics | "frame": per-frame LayerNorm
@@ -26,6 +26,7 @@ class ModelConfig:
     conv_kernel: int = 15  # symmetric kernel; streaming keeps the left (k+1)/2 taps
     left_context: int = 64  # attention window (encoder frames) in streaming mode
     max_rel_pos: int = 64  # relative position bias is clipped at this distance
+    max_abs_pos: int = 1500  # transformer: absolute positions cycle through this many (Whisper's 30 s)
     norm: str = "layer"  # "layer" | "batch" (ContextNet defaults to batch, as in the paper)
     se_reduction: int = 8  # ContextNet squeeze-excitation bottleneck
     dropout: float = 0.1
@@ -36,12 +37,13 @@ class ModelConfig:
     joiner_dim: int = 256
     vocab_size: int = 128
     aux_ctc: bool = False  # a CTC head on the encoder (training only, never exported)
+    pretrained: str = ""  # "whisper-tiny.en": a fresh run starts the transformer encoder from it
 
     def __post_init__(self) -> None:
         if self.conv_kernel % 2 != 1:
             raise ValueError(f"model.conv_kernel must be odd (symmetric kernel), got {self.conv_kernel}")
-        if self.encoder not in ("conformer", "contextnet"):
-            raise ValueError(f"model.encoder must be 'conformer' or 'contextnet', got {self.encoder!r}")
+        if self.encoder not in ("conformer", "contextnet", "transformer"):
+            raise ValueError(f"model.encoder must be 'conformer', 'contextnet' or 'transformer', got {self.encoder!r}")
         if self.predictor not in ("lstm", "stateless"):
             raise ValueError(f"model.predictor must be 'lstm' or 'stateless', got {self.predictor!r}")
         if self.d_model % self.num_heads != 0:
@@ -56,6 +58,7 @@ class TrainConfig:
     streaming_weight: float = 0.5  # joint loss = w * streaming + (1 - w) * full
     ctc_weight: float = 0.3  # auxiliary CTC loss per mode (needs model.aux_ctc); speeds up alignment
     lr: float = 2e-3
+    pretrained_lr_scale: float = 1.0  # lr multiplier for encoder weights that start from model.pretrained
     weight_decay: float = 1e-3
     warmup_steps: int = 200
     max_steps: int = 2000
@@ -137,6 +140,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                       aux_ctc=True, dropout=0.0),
         "train": dict(max_steps=100000, max_minutes=9.0, lr=2e-3, warmup_steps=300, ctc_weight=1.0,
                       max_frames_per_batch=3000, valid_every=100, checkpoint_every=100),
+    },
+    # The built-in model: Whisper tiny.en's encoder made dual-mode (causal convs and a bounded left
+    # attention window in streaming, one LayerNorm set per mode), 8.2M parameters in all.
+    "whisper-tiny": {
+        "model": dict(encoder="transformer", d_model=384, num_layers=4, num_heads=6, ff_mult=4, left_context=128,
+                      max_rel_pos=64, pretrained="whisper-tiny.en", predictor="stateless", predictor_dim=256,
+                      joiner_dim=256, vocab_size=256, aux_ctc=True, dropout=0.1),
+        "train": dict(max_steps=100000, lr=1.5e-3, pretrained_lr_scale=0.3, warmup_steps=500, ctc_weight=0.3,
+                      distill_weight=0.5, max_frames_per_batch=6000, valid_every=500, checkpoint_every=250),
     },
     "conformer-s": {  # ~10M, the paper's Conformer-S scale
         "model": dict(d_model=144, num_layers=16, num_heads=4, conv_kernel=31, left_context=64,

@@ -1,6 +1,6 @@
-"""Dual-mode encoders (transcription networks): Conformer and ContextNet.
+"""Dual-mode encoders (transcription networks): Conformer, ContextNet and a Whisper-shaped Transformer.
 
-Both share one interface:
+All share one interface:
   forward(feats [B, T, F], lengths [B], mode) -> (out [B, T', D], out_lens [B])   T' = T // subsampling
   init_state(batch) -> list[Tensor]                                               streaming state
   forward_chunk(feats [B, C*subsampling, F], state) -> (out [B, C, D], new state)
@@ -17,14 +17,17 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .layers import (
+    DualModeConv1d,
     DualModeDepthwiseConv,
     DualModeSelfAttention,
     DualNorm,
     FeedForward,
     FrameStacking,
+    GlobalCMVN,
     _valid_mask,
     check_mode,
     dual_mode_mean,
+    sinusoid_table,
     streaming_mean_chunk,
 )
 
@@ -88,18 +91,43 @@ class ConformerBlock(nn.Module):
         x = x + 0.5 * self.ff2(self.norm_ff2(x, mode))
         return self.norm_out(x, mode)
 
-    def forward_chunk(
-        self, x: Tensor, attn_cache: Tensor, conv_cache: Tensor, processed: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """x: [B, C, D], attn_cache: [B, W, D], conv_cache: [B, D, K] -> (y, attn_cache, conv_cache)"""
+    def _chunk(self, x: Tensor, attend, conv_cache: Tensor) -> tuple[Tensor, Tensor]:
+        """Streaming on a chunk around `attend` (normed x -> attention output), which owns the
+        attention cache. x: [B, C, D], conv_cache: [B, D, K] -> (y, conv_cache)"""
         mode = "streaming"
         x = x + 0.5 * self.ff1(self.norm_ff1(x, mode))
-        a, attn_cache = self.attn.forward_chunk(self.norm_attn(x, mode), attn_cache, processed)
-        x = x + a
+        x = x + attend(self.norm_attn(x, mode))
         c, conv_cache = self.conv.forward_chunk(self.norm_conv(x, mode), conv_cache)
         x = x + c
         x = x + 0.5 * self.ff2(self.norm_ff2(x, mode))
-        return self.norm_out(x, mode), attn_cache, conv_cache
+        return self.norm_out(x, mode), conv_cache
+
+    def forward_chunk(
+        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, conv_cache: Tensor, processed: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x: [B, C, D], key/value caches [B, W, D], conv_cache [B, D, K] -> (y, keys, values, conv_cache)"""
+        caches = {}
+
+        def attend(h: Tensor) -> Tensor:
+            a, caches["key"], caches["value"] = self.attn.forward_chunk_kv(h, key_cache, value_cache, processed)
+            return a
+
+        y, conv_cache = self._chunk(x, attend, conv_cache)
+        return y, caches["key"], caches["value"], conv_cache
+
+    def forward_chunk_input_cache(
+        self, x: Tensor, attn_cache: Tensor, conv_cache: Tensor, processed: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The same step caching attention inputs instead (sherpa-onnx's conformer layout).
+        x: [B, C, D], attn_cache: [B, W, D], conv_cache: [B, D, K] -> (y, attn_cache, conv_cache)"""
+        caches = {}
+
+        def attend(h: Tensor) -> Tensor:
+            a, caches["attn"] = self.attn.forward_chunk(h, attn_cache, processed)
+            return a
+
+        y, conv_cache = self._chunk(x, attend, conv_cache)
+        return y, caches["attn"], conv_cache
 
 
 class _DualModeEncoder(nn.Module):
@@ -122,8 +150,8 @@ class _DualModeEncoder(nn.Module):
 
 
 class ConformerEncoder(_DualModeEncoder):
-    state_names = ("cached_attn", "cached_conv", "processed_lens")
-    state_batch_dims = (2, 2, 0)
+    state_names = ("cached_key", "cached_value", "cached_conv", "processed_lens")
+    state_batch_dims = (2, 2, 2, 0)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, ConformerBlock)
@@ -132,18 +160,36 @@ class ConformerEncoder(_DualModeEncoder):
         c = self.cfg
         return [
             torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
+            torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
             torch.zeros(c.num_layers, self.conv_cache_len, batch, c.d_model),
             torch.zeros(batch, dtype=torch.int64),
         ]
 
     def forward_chunk(self, feats: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """feats: [B, C*subsampling, F]; state: cached_attn [L, W, B, D], cached_conv [L, K, B, D],
-        processed_lens [B] (encoder frames already emitted) -> (out [B, C, D], new state)."""
+        """feats: [B, C*subsampling, F]; state: cached_key, cached_value [L, W, B, D] (projected keys
+        and values of the last W frames), cached_conv [L, K, B, D], processed_lens [B] (encoder
+        frames already emitted) -> (out [B, C, D], new state)."""
+        keys, values, cached_conv, processed = state
+        x, _ = self.subsampling(feats, None, "streaming")
+        new_keys, new_values, new_conv = [], [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v, c = layer.forward_chunk(
+                x, keys[i].permute(1, 0, 2), values[i].permute(1, 0, 2), cached_conv[i].permute(1, 2, 0), processed
+            )
+            new_keys.append(k.permute(1, 0, 2))
+            new_values.append(v.permute(1, 0, 2))
+            new_conv.append(c.permute(2, 0, 1))
+        processed = processed + x.shape[1]
+        return x, [torch.stack(new_keys), torch.stack(new_values), torch.stack(new_conv), processed]
+
+    def forward_chunk_input_cache(self, feats: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """The streaming step in sherpa-onnx's conformer layout, which caches attention inputs:
+        state cached_attn [L, W, B, D], cached_conv [L, K, B, D], processed_lens [B] -> (out, new state)."""
         cached_attn, cached_conv, processed = state
         x, _ = self.subsampling(feats, None, "streaming")
         new_attn, new_conv = [], []
         for i, layer in enumerate(self.layers):
-            x, a, c = layer.forward_chunk(
+            x, a, c = layer.forward_chunk_input_cache(
                 x, cached_attn[i].permute(1, 0, 2), cached_conv[i].permute(1, 2, 0), processed
             )
             new_attn.append(a.permute(1, 0, 2))
@@ -230,5 +276,168 @@ class ContextNetEncoder(_DualModeEncoder):
         return x, [torch.stack(new_conv), torch.stack(new_se), processed]
 
 
+class ConvStem(GlobalCMVN):
+    """Whisper's front end, dual-mode: global CMVN, a per-frame input projection, two k=3 convs
+    (the second with stride 2) with GELU, then absolute sinusoidal positions.
+
+    The input projection lets the stem take kaldi fbank (what our runtime and sherpa-onnx compute)
+    where Whisper's convs expect its own log-mel: both are log mel energies of one spectrum, so a
+    linear map fitted once (`dualasr.pretrained`) bridges them. Positions cycle through a table of
+    `max_abs_pos` entries (Whisper's 30 s), so a stream of any length stays inside it; streaming
+    training starts each utterance at a random offset so the model learns the wrap-around.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, f = cfg.d_model, cfg.num_mel_bins
+        self._init_cmvn(f)
+        self.input_proj = nn.Linear(f, f)
+        nn.init.eye_(self.input_proj.weight)
+        nn.init.zeros_(self.input_proj.bias)
+        self.conv1 = DualModeConv1d(f, d, 3)
+        self.conv2 = DualModeConv1d(d, d, 3, stride=2)
+        self.activation = nn.GELU()
+        self.register_buffer("positions", sinusoid_table(cfg.max_abs_pos, d), persistent=False)
+
+    def _position(self, frames: int, offset: Tensor) -> Tensor:
+        """offset: [B] int64 first frame's position -> encodings [B, frames, D]."""
+        pos = offset.view(-1, 1) + torch.arange(frames, device=offset.device).view(1, -1)
+        return self.positions[torch.remainder(pos, self.positions.shape[0])]
+
+    def forward(
+        self, x: Tensor, lengths: Tensor | None, mode: str, offset: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """x: [B, T, F] (T a multiple of 2), lengths: [B], offset: [B] first position (default 0)
+        -> ([B, T / 2, D], lengths // 2)"""
+        x = _zero_padding(self.input_proj(self.normalize(x)), lengths)
+        x = _zero_padding(self.activation(self.conv1(x.transpose(1, 2), mode)).transpose(1, 2), lengths)
+        x = self.activation(self.conv2(x.transpose(1, 2), mode)).transpose(1, 2)
+        if offset is None:
+            offset = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        out_lens = None if lengths is None else torch.div(lengths, 2, rounding_mode="floor")
+        return x + self._position(x.shape[1], offset), out_lens
+
+    def forward_chunk(
+        self, x: Tensor, conv_in_cache: Tensor, conv_mid_cache: Tensor, processed: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """x: [B, C, F]; caches [B, F, 1] and [B, D, 1]; processed: [B] int64 stem frames emitted
+        before -> (y [B, C / 2, D], new caches)"""
+        x = self.input_proj(self.normalize(x))
+        y, conv_in_cache = self.conv1.forward_chunk(x.transpose(1, 2), conv_in_cache)
+        y, conv_mid_cache = self.conv2.forward_chunk(self.activation(y), conv_mid_cache)
+        y = self.activation(y).transpose(1, 2)
+        return y + self._position(y.shape[1], processed), conv_in_cache, conv_mid_cache
+
+
+class TransformerBlock(nn.Module):
+    """Whisper's pre-LN block, dual-mode: self-attention (bounded left window in streaming) and
+    a GELU MLP, with one LayerNorm set per mode."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.norm_attn = DualNorm(d, cfg.norm)
+        self.attn = DualModeSelfAttention(d, cfg.num_heads, cfg.left_context, cfg.max_rel_pos, cfg.dropout)
+        self.norm_ff = DualNorm(d, cfg.norm)
+        self.ff = FeedForward(d, cfg.ff_mult, cfg.dropout, activation=nn.GELU)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
+        """x: [B, T, D] -> [B, T, D]"""
+        x = x + self.dropout(self.attn(self.norm_attn(x, mode), lengths, mode))
+        return x + self.ff(self.norm_ff(x, mode))
+
+    def forward_chunk(
+        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, processed: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """x: [B, C, D], key/value caches [B, W, D] -> (y, key cache, value cache)"""
+        a, key_cache, value_cache = self.attn.forward_chunk_kv(
+            self.norm_attn(x, "streaming"), key_cache, value_cache, processed
+        )
+        x = x + a
+        return x + self.ff(self.norm_ff(x, "streaming")), key_cache, value_cache
+
+
+class TransformerEncoder(nn.Module):
+    """ConvStem (2x) -> pre-LN Transformer blocks -> final dual norm -> stacking of
+    subsampling / 2 frames + linear (causal, no cache when chunks are whole output frames).
+
+    Shaped like Whisper's encoder so it can start from Whisper tiny.en (`dualasr.pretrained`).
+    The streaming state caches projected keys and values, so each frame is projected once.
+    """
+
+    state_names = ("cached_key", "cached_value", "cached_conv_in", "cached_conv_mid", "processed_lens")
+    state_batch_dims = (2, 2, 1, 1, 0)
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.subsampling % 2:
+            raise ValueError(f"the transformer encoder needs an even model.subsampling, got {cfg.subsampling}")
+        self.cfg = cfg
+        self.stack = cfg.subsampling // 2
+        self.subsampling = ConvStem(cfg)
+        self.layers = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.num_layers))
+        self.norm_out = DualNorm(cfg.d_model, cfg.norm)
+        self.reduce = nn.Linear(self.stack * cfg.d_model, cfg.d_model)
+
+    def _reduce(self, x: Tensor, mode: str) -> Tensor:
+        """[B, T, D] (T a multiple of the stack) -> [B, T / stack, D]"""
+        x = self.norm_out(x, mode)
+        return self.reduce(x.reshape(x.shape[0], x.shape[1] // self.stack, self.stack * x.shape[2]))
+
+    def forward(
+        self, feats: Tensor, lengths: Tensor | None, mode: str, offset: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """feats: [B, T, F], lengths: [B], offset: [B] first stem position (training only: random
+        in streaming mode) -> (out [B, T // subsampling, D], out_lens [B])"""
+        check_mode(mode)
+        s = self.cfg.subsampling
+        feats = feats[:, : feats.shape[1] // s * s]
+        if lengths is not None:
+            lengths = torch.div(lengths, s, rounding_mode="floor") * s
+        x, mid_lens = self.subsampling(feats, lengths, mode, offset)
+        for layer in self.layers:
+            x = layer(x, mid_lens, mode)
+        out_lens = None if lengths is None else torch.div(lengths, s, rounding_mode="floor")
+        return self._reduce(x, mode), out_lens
+
+    def init_state(self, batch: int) -> list[Tensor]:
+        c = self.cfg
+        return [
+            torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
+            torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
+            torch.zeros(self.subsampling.conv1.left, batch, c.num_mel_bins),
+            torch.zeros(self.subsampling.conv2.left, batch, c.d_model),
+            torch.zeros(batch, dtype=torch.int64),
+        ]
+
+    def forward_chunk(self, feats: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """feats: [B, C*subsampling, F]; state: cached_key, cached_value [L, W, B, D],
+        cached_conv_in [1, B, F], cached_conv_mid [1, B, D], processed_lens [B] (encoder frames
+        already emitted) -> (out [B, C, D], new state)."""
+        keys, values, conv_in, conv_mid, processed = state
+        stem_processed = processed * self.stack
+        x, conv_in, conv_mid = self.subsampling.forward_chunk(
+            feats, conv_in.permute(1, 2, 0), conv_mid.permute(1, 2, 0), stem_processed
+        )
+        new_keys, new_values = [], []
+        for i, layer in enumerate(self.layers):
+            x, k, v = layer.forward_chunk(x, keys[i].permute(1, 0, 2), values[i].permute(1, 0, 2), stem_processed)
+            new_keys.append(k.permute(1, 0, 2))
+            new_values.append(v.permute(1, 0, 2))
+        out = self._reduce(x, "streaming")
+        return out, [
+            torch.stack(new_keys), torch.stack(new_values), conv_in.permute(2, 0, 1), conv_mid.permute(2, 0, 1),
+            processed + out.shape[1],
+        ]
+
+
+ENCODERS: dict[str, type[nn.Module]] = {
+    "conformer": ConformerEncoder,
+    "contextnet": ContextNetEncoder,
+    "transformer": TransformerEncoder,
+}
+
+
 def build_encoder(cfg: ModelConfig) -> nn.Module:
-    return ConformerEncoder(cfg) if cfg.encoder == "conformer" else ContextNetEncoder(cfg)
+    return ENCODERS[cfg.encoder](cfg)

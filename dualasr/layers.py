@@ -46,35 +46,46 @@ class DualNorm(nn.Module):
         return norm(x)
 
 
-class DualModeDepthwiseConv(nn.Module):
-    """Depthwise conv with one symmetric kernel of size k.
+class DualModeConv1d(nn.Module):
+    """1-D conv with one symmetric kernel of size k (any groups and stride).
 
-    Streaming multiplies the kernel by a mask that keeps the left (k+1)/2 taps, so output t only
-    sees frames t-(k-1)/2 .. t.
+    Full context pads (k-1)/2 frames on both sides. Streaming multiplies the kernel by a mask that
+    keeps the left (k+1)/2 taps, so output t only sees input frames s*t-(k-1)/2 .. s*t.
     """
 
-    def __init__(self, channels: int, kernel_size: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.kernel_size = kernel_size
+        self.stride = stride
+        self.groups = groups
         self.left = (kernel_size - 1) // 2  # frames of left context (= streaming cache length)
-        self.weight = nn.Parameter(torch.randn(channels, 1, kernel_size) / math.sqrt(kernel_size))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        fan_in = kernel_size * in_channels // groups
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels // groups, kernel_size) / math.sqrt(fan_in))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
         mask = torch.zeros(kernel_size)
         mask[: self.left + 1] = 1.0
         self.register_buffer("causal_mask", mask, persistent=False)
 
     def forward(self, x: Tensor, mode: str) -> Tensor:
-        """x: [B, D, T] -> [B, D, T]"""
+        """x: [B, D_in, T] -> [B, D_out, ceil(T / stride)]"""
         weight = self.weight * self.causal_mask if mode == "streaming" else self.weight
-        return F.conv1d(x, weight, self.bias, padding=self.left, groups=x.shape[1])
+        return F.conv1d(x, weight, self.bias, stride=self.stride, padding=self.left, groups=self.groups)
 
     def forward_chunk(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
-        """Streaming on a chunk. x: [B, D, C], cache: [B, D, (k-1)/2] -> (y [B, D, C], new cache)."""
+        """Streaming on a chunk. x: [B, D_in, C] (C a multiple of the stride), cache: [B, D_in, (k-1)/2]
+        the last input frames -> (y [B, D_out, C / stride], new cache)."""
         xx = torch.cat([cache, x], dim=2)
-        y = F.conv1d(xx, self.weight[:, :, : self.left + 1], self.bias, groups=x.shape[1])
+        y = F.conv1d(xx, self.weight[:, :, : self.left + 1], self.bias, stride=self.stride, groups=self.groups)
         return y, xx[:, :, xx.shape[2] - self.left :]
+
+
+class DualModeDepthwiseConv(DualModeConv1d):
+    """Depthwise DualModeConv1d (the Conformer / ContextNet conv): one kernel per channel."""
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__(channels, channels, kernel_size, groups=channels)
 
 
 def dual_mode_mean(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
@@ -158,34 +169,56 @@ class DualModeSelfAttention(nn.Module):
             allowed = torch.logical_and(allowed, _valid_mask(lengths, T).view(-1, 1, 1, T))
         return self._attend(q, k, v, self._bias(rel), allowed)
 
-    def forward_chunk(self, x: Tensor, cache: Tensor, processed: Tensor) -> tuple[Tensor, Tensor]:
-        """Streaming on a chunk.
-
-        x: [B, C, D]; cache: [B, W, D] the last W attention inputs (W = left_context);
-        processed: [B] int64 frames seen before this chunk (masks the cache while it fills up).
-        Returns (y [B, C, D], new cache [B, W, D]).
-        """
-        C = x.shape[1]
+    def _chunk_bias_and_mask(self, chunk: int, processed: Tensor) -> tuple[Tensor, Tensor]:
+        """Relative-position bias [H, C, W+C] and allowed mask [B, 1, C, W+C] of one streaming chunk
+        whose keys are the W cached frames followed by the C new ones; processed: [B] int64 frames
+        seen before this chunk (masks the cache while it fills up)."""
         W = self.left_context
-        kv_in = torch.cat([cache, x], dim=1)
-        q, k, v = self.qkv(kv_in).chunk(3, dim=-1)
-        q = q[:, W:]
-        qpos = torch.arange(C, device=x.device).view(-1, 1) + W
-        kpos = torch.arange(W + C, device=x.device).view(1, -1)
+        qpos = torch.arange(chunk, device=processed.device).view(-1, 1) + W
+        kpos = torch.arange(W + chunk, device=processed.device).view(1, -1)
         rel = qpos - kpos
         in_window = torch.logical_and(rel >= 0, rel <= W)  # [C, W+C]
         # Cache slot j holds a real frame once j >= W - processed; integer compare, no float math.
         filled = kpos >= (W - processed).view(-1, 1)  # [B, W+C]
         allowed = torch.logical_and(in_window.unsqueeze(0), filled.unsqueeze(1)).unsqueeze(1)
-        y = self._attend(q, k, v, self._bias(rel), allowed)
+        return self._bias(rel), allowed
+
+    def forward_chunk(self, x: Tensor, cache: Tensor, processed: Tensor) -> tuple[Tensor, Tensor]:
+        """Streaming on a chunk, caching the attention inputs.
+
+        x: [B, C, D]; cache: [B, W, D] the last W attention inputs (W = left_context);
+        processed: [B] int64 frames seen before this chunk.
+        Returns (y [B, C, D], new cache [B, W, D]).
+        """
+        C = x.shape[1]
+        kv_in = torch.cat([cache, x], dim=1)
+        q, k, v = self.qkv(kv_in).chunk(3, dim=-1)
+        bias, allowed = self._chunk_bias_and_mask(C, processed)
+        y = self._attend(q[:, self.left_context :], k, v, bias, allowed)
         return y, kv_in[:, C:]
+
+    def forward_chunk_kv(
+        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, processed: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Streaming on a chunk, caching the projected keys and values, so each frame is projected
+        once (exact: the position bias depends only on relative distance).
+
+        x: [B, C, D]; key_cache, value_cache: [B, W, D]; processed: [B] int64 frames seen before
+        this chunk. Returns (y [B, C, D], new key cache [B, W, D], new value cache [B, W, D]).
+        """
+        C = x.shape[1]
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        k = torch.cat([key_cache, k], dim=1)
+        v = torch.cat([value_cache, v], dim=1)
+        bias, allowed = self._chunk_bias_and_mask(C, processed)
+        return self._attend(q, k, v, bias, allowed), k[:, C:], v[:, C:]
 
 
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, mult: int, dropout: float):
+    def __init__(self, d_model: int, mult: int, dropout: float, activation: type[nn.Module] = nn.SiLU):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(d_model, mult * d_model), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(d_model, mult * d_model), activation(), nn.Dropout(dropout),
             nn.Linear(mult * d_model, d_model), nn.Dropout(dropout),
         )
 
@@ -193,7 +226,27 @@ class FeedForward(nn.Module):
         return self.net(x)
 
 
-class FrameStacking(nn.Module):
+class GlobalCMVN(nn.Module):
+    """Per-bin input normalization with training-set statistics, kept in the graph so an exported
+    model takes raw kaldi fbank (what sherpa-onnx feeds). Shared by both modes; the buffers are
+    set by `set_input_stats` at the start of a fresh training run."""
+
+    def _init_cmvn(self, dim: int) -> None:
+        self.register_buffer("feat_mean", torch.zeros(dim))
+        self.register_buffer("feat_inv_std", torch.ones(dim))
+
+    @torch.no_grad()
+    def set_input_stats(self, mean: Tensor, std: Tensor) -> None:
+        """mean, std: [F] statistics of the training features (global CMVN)."""
+        self.feat_mean.copy_(mean)
+        self.feat_inv_std.copy_(1.0 / std.clamp_min(1e-3))
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """x: [..., F] -> [..., F]"""
+        return (x - self.feat_mean) * self.feat_inv_std
+
+
+class FrameStacking(GlobalCMVN):
     """Time reduction by stacking `factor` consecutive frames and projecting: output frame t only
     sees input frames factor*t .. factor*t+factor-1, so it is causal and needs no streaming cache
     when chunks are a multiple of `factor` frames.
@@ -211,16 +264,9 @@ class FrameStacking(nn.Module):
         if input_norm == "frame":
             self.in_norm = DualNorm(in_dim, "layer")
         else:
-            self.register_buffer("feat_mean", torch.zeros(in_dim))
-            self.register_buffer("feat_inv_std", torch.ones(in_dim))
+            self._init_cmvn(in_dim)
         self.proj = nn.Linear(in_dim * factor, d_model)
         self.dropout = nn.Dropout(dropout)
-
-    @torch.no_grad()
-    def set_input_stats(self, mean: Tensor, std: Tensor) -> None:
-        """mean, std: [F] statistics of the training features (global CMVN)."""
-        self.feat_mean.copy_(mean)
-        self.feat_inv_std.copy_(1.0 / std.clamp_min(1e-3))
 
     def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
         """x: [B, T, F] -> ([B, T // factor, D], lengths // factor)"""
@@ -230,7 +276,15 @@ class FrameStacking(nn.Module):
         if self.input_norm == "frame":
             x = self.in_norm(x, mode)
         else:
-            x = (x - self.feat_mean) * self.feat_inv_std
+            x = self.normalize(x)
         x = x.reshape(B, Tout, self.factor * Fdim)
         out_lens = None if lengths is None else torch.div(lengths, self.factor, rounding_mode="floor")
         return self.dropout(self.proj(x)), out_lens
+
+
+def sinusoid_table(length: int, dim: int, max_timescale: float = 10000.0) -> Tensor:
+    """Whisper's absolute position encodings: [length, dim], sines then cosines."""
+    increment = math.log(max_timescale) / (dim // 2 - 1)
+    inv_timescales = torch.exp(-increment * torch.arange(dim // 2, dtype=torch.float64))
+    scaled = torch.arange(length, dtype=torch.float64).view(-1, 1) * inv_timescales.view(1, -1)
+    return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1).float()

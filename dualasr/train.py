@@ -93,7 +93,7 @@ def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, ste
     logits: dict[str, Tensor] = {}
     out: dict[str, Tensor] = {}
     for mode in modes:
-        enc, enc_lens = model.encode(feats, feat_lens, mode)
+        enc, enc_lens = model.encode(feats, feat_lens, mode, _position_offsets(model, mode, feats.shape[0], tc.seed, step))
         logits[mode] = model.lattice_logits(enc, pred)
         out[f"rnnt_{mode}"] = rnnt_loss(logits[mode], tokens, enc_lens, token_lens)
         if model.ctc_head is not None and tc.ctc_weight > 0:
@@ -113,6 +113,16 @@ def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, ste
         loss = loss + tc.distill_weight * out["distill"]
     out["loss"] = loss
     return out
+
+
+def _position_offsets(model: Transducer, mode: str, batch: int, seed: int, step: int) -> Tensor | None:
+    """Streaming with absolute positions (the transformer encoder): a stream's positions cycle
+    through the table, so training starts each utterance at a random place in the cycle; full
+    context always starts at 0, as Whisper did."""
+    if mode != "streaming" or model.cfg.encoder != "transformer" or not model.training:
+        return None
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
+    return torch.randint(0, model.cfg.max_abs_pos, (batch,), generator=gen)
 
 
 class DualModeObjective(nn.Module):
@@ -168,6 +178,34 @@ def feature_stats(dataset: FeatureDataset, max_utts: int = 1000) -> tuple[Tensor
     mean = total / frames
     std = (total_sq / frames - mean * mean).clamp_min(0).sqrt()
     return mean.float(), std.float()
+
+
+def _param_groups(model: Transducer, tc) -> list[dict[str, Any]]:
+    """One group, or two when the encoder starts from pretrained weights: those get
+    lr * pretrained_lr_scale (the stem's input projection and the output stacking are new)."""
+    if not model.cfg.pretrained or tc.pretrained_lr_scale == 1.0:
+        return [{"params": list(model.parameters())}]
+    new = {"encoder.subsampling.input_proj", "encoder.reduce"}
+    pretrained, fresh = [], []
+    for name, p in model.named_parameters():
+        is_pretrained = name.startswith("encoder.") and not any(name.startswith(n + ".") for n in new)
+        (pretrained if is_pretrained else fresh).append(p)
+    return [{"params": fresh}, {"params": pretrained, "lr": tc.lr * tc.pretrained_lr_scale}]
+
+
+def _start_from_pretrained(model: Transducer, train_set: FeatureDataset, dd: _Dist, max_utts: int = 200) -> None:
+    """Load the pretrained encoder and fit its input projection on (evenly spaced) training audio."""
+    from .audio import load_audio
+    from .pretrained import fit_input_projection, load_whisper_encoder
+
+    load_whisper_encoder(model)
+    n = len(train_set)
+    picks = range(0, n, max(1, n // max_utts))
+    pairs = [(train_set.features(i), torch.from_numpy(load_audio(train_set.utts[i].audio))) for i in picks]
+    residual = fit_input_projection(model, pairs)
+    if dd.main:
+        print(f"encoder from {model.cfg.pretrained}; input projection fitted on {len(pairs)} utterances "
+              f"(relative residual {residual:.3f})", flush=True)
 
 
 def _sources(spec: str) -> list[Path]:
@@ -238,7 +276,7 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
     train_set = FeatureDataset(train_utts, tokenizer)
     torch.manual_seed(tc.seed)
     model = Transducer(cfg.model).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, tc.warmup_steps))
     step, epoch, batch_in_epoch, best = 0, 0, 0, float("inf")
 
@@ -258,6 +296,8 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
             print(f"--resume: no {latest} yet, starting fresh", flush=True)
         if cfg.model.input_norm == "global":
             model.encoder.subsampling.set_input_stats(*feature_stats(train_set))
+        if cfg.model.pretrained:
+            _start_from_pretrained(model, train_set, dd)
 
     objective: nn.Module = DualModeObjective(model, cfg)
     if dd.world > 1:

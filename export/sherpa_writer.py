@@ -102,7 +102,8 @@ def check_compatible(cfg: Any) -> None:
     """Raise ExportError unless the model fits sherpa-onnx's conformer transducer contract."""
     problems = []
     if cfg.encoder != "conformer":
-        problems.append(f"encoder is {cfg.encoder!r} (sherpa-onnx's conformer contract has no ContextNet state)")
+        problems.append(f"encoder is {cfg.encoder!r} (sherpa-onnx's conformer contract holds a conformer's "
+                        "attention and conv caches only)")
     if cfg.predictor != "stateless":
         problems.append(f"predictor is {cfg.predictor!r} (sherpa-onnx's conformer decoder is stateless: "
                         "it gets only the last context_size tokens, no LSTM state)")
@@ -172,7 +173,7 @@ class SherpaEncoder(nn.Module):
         # runtime's reset does, and still masks a cache zeroed by reset_encoder=True.
         held = (cached_attn[0] != 0).any(dim=-1).to(torch.int64).sum(dim=0)  # [N]
         processed = torch.maximum(processed, held)
-        out, (attn, conv, _) = self.encoder.forward_chunk(x, [cached_attn, cached_conv, processed])
+        out, (attn, conv, _) = self.encoder.forward_chunk_input_cache(x, [cached_attn, cached_conv, processed])
         return self.enc_proj(out), attn, conv
 
 

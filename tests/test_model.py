@@ -72,7 +72,7 @@ def test_norms_are_separate_per_mode():
     assert norm.full.weight.data_ptr() != norm.streaming.weight.data_ptr()
 
 
-@pytest.mark.parametrize("preset", ["tiny", "tiny-lstm", "tiny-contextnet"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny-lstm", "tiny-contextnet", "whisper-tiny"])
 def test_streaming_encoder_is_causal_and_full_is_not(preset):
     torch.manual_seed(0)
     model = Transducer(load_config(preset).model).eval()
@@ -91,7 +91,7 @@ def test_streaming_encoder_is_causal_and_full_is_not(preset):
     assert (f1[:, : cut // 4] - f2[:, : cut // 4]).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("preset", ["tiny", "tiny-lstm", "tiny-contextnet"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny-lstm", "tiny-contextnet", "whisper-tiny"])
 @pytest.mark.parametrize("chunk", [4, 16, 36])
 def test_chunked_streaming_equals_whole_utterance(preset, chunk):
     torch.manual_seed(1)
@@ -111,9 +111,63 @@ def test_chunked_streaming_equals_whole_utterance(preset, chunk):
     assert state[-1].dtype == torch.int64 and int(state[-1][0]) == sum(o.shape[1] for o in outs)
 
 
-def test_batch_padding_does_not_change_full_mode_outputs():
-    torch.manual_seed(0)
+def test_conformer_key_value_cache_equals_input_cache_for_random_chunkings():
+    """Our step graph caches projected keys and values; sherpa-onnx's layout caches attention
+    inputs. Both are exact, so they agree chunk by chunk whatever the chunking."""
+    torch.manual_seed(3)
     model = Transducer(load_config("tiny").model).eval()
+    x = torch.randn(2, 400, 80)
+    rng = torch.Generator().manual_seed(0)
+    kv, inputs = model.encoder.init_state(2), None
+    attn0 = torch.zeros(model.cfg.num_layers, model.cfg.left_context, 2, model.cfg.d_model)
+    inputs = [attn0, kv[2].clone(), kv[3].clone()]
+    i = 0
+    with torch.no_grad():
+        while i < 400:
+            chunk = 4 * int(torch.randint(1, 12, (1,), generator=rng))
+            piece = x[:, i : i + chunk]
+            if piece.shape[1] % 4:
+                break
+            a, kv = model.encoder.forward_chunk(piece, kv)
+            b, inputs = model.encoder.forward_chunk_input_cache(piece, inputs)
+            assert (a - b).abs().max() < 1e-5
+            i += chunk
+    assert int(kv[-1][0]) == int(inputs[-1][0]) == i // 4
+
+
+# A small transformer whose absolute positions wrap every 16 stem frames and whose window is 8.
+SMALL_TRANSFORMER = dict(encoder="transformer", d_model=48, num_heads=4, num_layers=2, left_context=8,
+                         max_abs_pos=16, max_rel_pos=8, vocab_size=16)
+
+
+@pytest.mark.parametrize("chunk", [4, 8, 28])
+def test_transformer_chunks_equal_whole_across_position_wraps(chunk):
+    torch.manual_seed(2)
+    model = Transducer(ModelConfig(**SMALL_TRANSFORMER)).eval()
+    x = torch.randn(1, 200, 80)  # 100 stem frames: the 16-entry position table wraps six times
+    with torch.no_grad():
+        whole, _ = model.encoder(x, None, "streaming")
+        state = model.encoder.init_state(1)
+        outs = []
+        for i in range(0, 200 - 200 % chunk, chunk):
+            y, state = model.encoder.forward_chunk(x[:, i : i + chunk], state)
+            outs.append(y)
+    chunked = torch.cat(outs, 1)
+    assert (chunked - whole[:, : chunked.shape[1]]).abs().max() < 1e-4
+
+
+def test_transformer_positions_cycle_and_offsets_shift_them():
+    model = Transducer(ModelConfig(**SMALL_TRANSFORMER)).eval()
+    stem = model.encoder.subsampling
+    table = stem.positions
+    got = stem._position(20, torch.tensor([0, 10]))
+    assert torch.equal(got[0, 16:], table[:4]) and torch.equal(got[1, :6], table[10:])
+
+
+@pytest.mark.parametrize("preset", ["tiny", "whisper-tiny"])
+def test_batch_padding_does_not_change_full_mode_outputs(preset):
+    torch.manual_seed(0)
+    model = Transducer(load_config(preset).model).eval()
     a = torch.randn(1, 120, 80)
     batch = torch.cat([torch.nn.functional.pad(a, (0, 0, 0, 40)), torch.randn(1, 160, 80)])
     with torch.no_grad():
