@@ -1,11 +1,17 @@
-"""Offline English speech corpus: template sentences spoken by espeak-ng / flite, plus the
-real Asterisk telephone prompts (one female speaker, G.722) as a fixed real-speech test set.
+"""Offline English speech corpus: template and natural sentences spoken by many offline TTS
+voices, plus the real Asterisk telephone prompts (one female speaker, G.722) as a fixed
+real-speech test set.
 
 No torch here. Everything is deterministic per seed: the text, voice, rate, pitch, padding
 and augmentation of utterance i in split s depend only on (seed, s, i), so growing
 `num_train` never changes the valid/test sets, and a rerun skips finished files.
 
     python -m dualasr.corpus OUT --num-train 3000 --num-valid 200 --num-test 200 --asterisk
+    python -m dualasr.corpus OUT --recipe multivoice --num-train 30000 --jobs 2
+
+Modules: text (templates, text mixing), sentences (natural sentences from Debian packages),
+tts (engines and voices), augment, build (plans, parallel resumable rendering, summary.json),
+asterisk (the real prompts).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dualasr.corpus.asterisk import (
     split_asterisk,
 )
 from dualasr.corpus.augment import Augmentation, speech_bounds
-from dualasr.corpus.build import build_corpus
+from dualasr.corpus.build import AUGMENT_LEVELS, RECIPES, build_corpus, parse_weights
 from dualasr.corpus.text import SentenceGenerator, generate_sentences, hash_seed, number_words
 from dualasr.corpus.tts import ENGINES, SynthesisError, SynthResult, synthesize
 
@@ -52,8 +58,15 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--num-valid", type=int, default=100)
     p.add_argument("--num-test", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--engines", default="espeak-ng,flite", help="comma-separated: espeak-ng,flite")
-    p.add_argument("--no-augment", action="store_true", help="no speed/noise/reverb/telephone")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="legacy",
+                   help="engine mix, text mix and augmentation to start from (default legacy: templates "
+                        "spoken by espeak-ng and flite; multivoice: every engine and natural text)")
+    p.add_argument("--engines", "--mix", dest="engines",
+                   help=f"engines and weights, e.g. espeak-ng,flite or pico=2,rhvoice=3 (from {', '.join(ENGINES)})")
+    p.add_argument("--texts", help="text sources and weights, e.g. templates=0.1,wordnet=0.5,fortunes=0.4")
+    p.add_argument("--augment", choices=AUGMENT_LEVELS,
+                   help="none; basic: speed/noise/reverb/telephone; full: also tempo/formants/rooms/codecs")
+    p.add_argument("--no-augment", action="store_true", help="same as --augment none")
     p.add_argument("--extra-texts", help="text file, one sentence per line, added to train")
     p.add_argument("--asterisk", action="store_true",
                    help="also convert the Asterisk prompts to real_train.jsonl / real_test.jsonl")
@@ -75,10 +88,13 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
         test_texts = {u.text for u in test}
         # Real test transcripts must stay unseen, even when a train prompt says the same words.
         extra += [u.text for u in train if u.text not in test_texts]
+    engines, texts, augment = RECIPES[args.recipe]
     paths = build_corpus(
         args.out_dir, args.num_train, args.num_valid, args.num_test, args.seed,
-        engines=tuple(e.strip() for e in args.engines.split(",") if e.strip()),
-        augment=not args.no_augment, extra_texts=extra, jobs=args.jobs, log=log,
+        engines=parse_weights(args.engines, "engine") if args.engines else engines,
+        texts=parse_weights(args.texts, "text source") if args.texts else texts,
+        augment="none" if args.no_augment else (args.augment or augment),
+        extra_texts=extra, jobs=args.jobs, log=log,
     )
     if args.asterisk:
         paths.update(build_asterisk_set(args.out_dir, jobs=args.jobs, log=log))

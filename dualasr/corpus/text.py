@@ -1,4 +1,5 @@
-"""Text for the synthetic corpus: template sentences over a small vocabulary.
+"""Text for the synthetic corpus: template sentences over a small vocabulary, and the mix of
+those with natural sentences (`dualasr.corpus.sentences`).
 
 Deterministic: the same seed gives the same sequence of sentences.
 """
@@ -8,61 +9,26 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dualasr.tokenizer import normalize_text
-
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
-    "fourteen fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_ORDINALS = (
-    "_ first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
-    "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth twentieth"
-).split()
-
-
-def number_words(n: int) -> str:
-    """0..9999 as English words ("one hundred and five", "two thousand")."""
-    if not 0 <= n <= 9999:
-        raise ValueError(f"number_words supports 0..9999, got {n}")
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
-    rest = n % 1000
-    tail = "" if rest == 0 else (" and " if rest < 100 else " ") + number_words(rest)
-    return _ONES[n // 1000] + " thousand" + tail
-
-
-def _ordinal(n: int) -> str:
-    if n <= 20:
-        return _ORDINALS[n]
-    if n == 30:
-        return "thirtieth"
-    if n in (21, 22, 23, 24, 25, 26, 27, 28, 29, 31):
-        return ("twenty " if n < 30 else "thirty ") + _ORDINALS[n % 10]
-    raise ValueError(n)
+from dualasr.corpus.sentences import natural_sentences
+from dualasr.tokenizer import normalize_text, number_words, ordinal_words
 
 
 def _time(r: random.Random) -> str:
     h = r.randint(1, 12)
     m = r.choice([0, 0, 5, 10, 15, 20, 30, 30, 40, 45, 50, r.randint(1, 59)])
     if m == 0:
-        s = r.choice([f"{_ONES[h]} o'clock", _ONES[h]])
+        s = r.choice([f"{number_words(h)} o'clock", number_words(h)])
     elif m == 30 and r.random() < 0.4:
-        s = f"half past {_ONES[h]}"
+        s = f"half past {number_words(h)}"
     elif m == 15 and r.random() < 0.4:
-        s = f"quarter past {_ONES[h]}"
+        s = f"quarter past {number_words(h)}"
     elif m == 45 and r.random() < 0.4:
-        s = f"quarter to {_ONES[h % 12 + 1]}"
+        s = f"quarter to {number_words(h % 12 + 1)}"
     else:
-        s = f"{_ONES[h]} {'oh ' + _ONES[m] if m < 10 else number_words(m)}"
+        s = f"{number_words(h)} {'oh ' + number_words(m) if m < 10 else number_words(m)}"
     if r.random() < 0.4:
         s += " " + r.choice(["in the morning", "in the afternoon", "in the evening", "at night"])
     return s
@@ -82,12 +48,12 @@ def _duration(r: random.Random) -> str:
 
 
 def _digits(r: random.Random, lo: int = 3, hi: int = 7) -> str:
-    return " ".join(_ONES[r.randint(0, 9)] for _ in range(r.randint(lo, hi)))
+    return " ".join(number_words(r.randint(0, 9)) for _ in range(r.randint(lo, hi)))
 
 
 def _date(r: random.Random) -> str:
     month, day = r.choice(_MONTHS), r.randint(1, 31 if r.random() < 0.9 else 28)
-    return r.choice([f"{month} {_ordinal(day)}", f"the {_ordinal(day)} of {month}"])
+    return r.choice([f"{month} {ordinal_words(day)}", f"the {ordinal_words(day)} of {month}"])
 
 
 def _money(r: random.Random) -> str:
@@ -110,7 +76,7 @@ _SLOTS: dict[str, Sequence[str] | Callable[[random.Random], str]] = {
     "digits": _digits,
     "date": _date,
     "money": _money,
-    "digit": lambda r: _ONES[r.randint(0, 9)],
+    "digit": lambda r: number_words(r.randint(0, 9)),
     "count": lambda r: number_words(r.choice([r.randint(2, 12), r.randint(13, 99)])),
     "temp": lambda r: number_words(r.randint(55, 85)),
     "percent": lambda r: number_words(r.choice(range(10, 101, 10))),
@@ -315,3 +281,41 @@ def hash_seed(s: str) -> int:
     """Stable 32-bit seed from a string (Python's hash() is salted per process)."""
     return int.from_bytes(hashlib.sha1(s.encode()).digest()[:4], "little")
 
+
+
+def draw_mixed_texts(
+    n: int, split: str, seed: int, mix: Mapping[str, float], exclude: set[str]
+) -> tuple[list[str], list[str]]:
+    """`n` texts for `split` from the sources in `mix` (name -> weight: "templates" or a
+    `natural_sentences` source) -> (texts, source of each).
+
+    Text i depends only on (seed, split, i): the source of each index comes from one RNG stream,
+    the k-th text of a source from that source's own shuffled sentences (or template stream).
+    Natural sentences already belong to one split (by hash); valid/test never repeat one and
+    fail when a source runs out, train starts over (the same sentence in another voice).
+    """
+    names = [k for k, w in mix.items() if w > 0]
+    if not names:
+        raise ValueError(f"no text source with a positive weight in {dict(mix)}")
+    if names == ["templates"]:
+        return _draw_texts(n, split, seed, exclude), ["templates"] * n
+    r = random.Random(f"{seed}-{split}-text-source")
+    sources = r.choices(names, weights=[mix[k] for k in names], k=n)
+    picked: dict[str, list[str]] = {}
+    for name in names:
+        count = sources.count(name)
+        if name == "templates":
+            picked[name] = _draw_texts(count, split, seed, exclude)
+            continue
+        pool = [t for t in natural_sentences(name)[split] if t not in exclude]
+        random.Random(f"{seed}-{split}-{name}").shuffle(pool)
+        if count > len(pool) and (split != "train" or not pool):
+            raise ValueError(f"{split}: {count} sentences asked of text source {name!r}, which has "
+                             f"{len(pool)} for this split; ask for fewer or give it less weight")
+        picked[name] = [pool[k % len(pool)] for k in range(count)]
+    taken = dict.fromkeys(names, 0)
+    texts = []
+    for name in sources:
+        texts.append(picked[name][taken[name]])
+        taken[name] += 1
+    return texts, sources
