@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from scipy.signal import fftconvolve
 
-# Codec round trips (ffmpeg): name -> (encoder arguments, container, sample rate it runs at).
+# Codec round trips through sox (libsox-fmt-base/-mp3; a sox call costs a fraction of an ffmpeg
+# one): name -> (sox output options, file type, sample rate it runs at).
 CODECS: dict[str, tuple[tuple[str, ...], str, int]] = {
-    "mp3": (("-c:a", "libmp3lame", "-b:a", "32k"), "mp3", 16000),
-    "opus": (("-c:a", "libopus", "-b:a", "12k"), "ogg", 16000),
-    "gsm": (("-c:a", "libgsm"), "gsm", 8000),  # the GSM full-rate phone codec, 13 kbit/s
+    "mp3": (("-C", "32"), "mp3", 16000),  # 32 kbit/s
+    "vorbis": (("-C", "0"), "ogg", 16000),  # Ogg Vorbis at its lowest quality setting
+    "gsm": ((), "gsm", 8000),  # GSM full rate, the 13 kbit/s phone codec
+    "amr-nb": (("-C", "4"), "amr-nb", 8000),  # AMR narrowband 7.95 kbit/s, the mobile-phone codec
 }
 
 
@@ -100,6 +102,19 @@ def apply_rir(y: np.ndarray, aug: Augmentation, sample_rate: int) -> np.ndarray:
     rng = np.random.default_rng([aug.seed, 1])  # its own stream: the noise keeps aug.seed's
     h = synthetic_rir(aug.rir_rt60, aug.rir_drr_db, sample_rate, rng)
     return fftconvolve(y, h)[: len(y)]
+
+
+def undo_delay(reference: np.ndarray, coded: np.ndarray, sample_rate: int, max_delay_s: float = 0.2) -> np.ndarray:
+    """`coded` (a codec's output, which may start late: mp3 adds ~70 ms) moved back into line with
+    `reference` by the lag that best matches their 1 ms envelopes, then cut or padded to its length."""
+    hop = sample_rate // 1000
+    n = min(len(reference), len(coded)) // hop
+    env = [np.abs(v[: n * hop]).reshape(n, hop).mean(axis=1) for v in (reference, coded)]
+    env = [e - e.mean() for e in env]
+    max_lag = int(max_delay_s * 1000)
+    scores = [np.dot(env[0][: n - lag], env[1][lag:]) for lag in range(min(max_lag, n - 1) + 1)]
+    z = coded[int(np.argmax(scores)) * hop:]
+    return np.pad(z[: len(reference)], (0, max(0, len(reference) - len(z))))
 
 
 def speech_bounds(x: np.ndarray, sample_rate: int = 16000, threshold_db: float = -40.0) -> tuple[int, int]:

@@ -99,13 +99,14 @@ def _plan(uid: str, split: str, text: str, seed: int, mix: Mapping[str, float], 
     return plan
 
 
-def _render(plan: _Plan, wav: Path, sample_rate: int) -> Utterance:
+def _render(plan: _Plan, wav: Path, sample_rate: int) -> tuple[Utterance, bool]:
+    """-> (the utterance, whether a finished file with the same plan was reused)."""
     meta_path = wav.with_suffix(".json")
     if wav.is_file() and meta_path.is_file():
         try:
             meta = json.loads(meta_path.read_text())
             if meta.get("plan") == plan.key():  # same rendering requested: reuse (resume)
-                return Utterance(plan.id, str(wav), plan.text, meta["duration"], meta["speech_end"])
+                return Utterance(plan.id, str(wav), plan.text, meta["duration"], meta["speech_end"]), True
         except (ValueError, KeyError):
             pass  # unreadable sidecar: render again
     res = synthesize(
@@ -115,11 +116,12 @@ def _render(plan: _Plan, wav: Path, sample_rate: int) -> Utterance:
     meta = {"plan": plan.key(), "duration": res.duration, "speech_end": res.speech_end,
             "speech_start": res.speech_start}
     atomic_write(meta_path, json.dumps(meta) + "\n")  # written last: marks the wav complete
-    return Utterance(plan.id, str(wav), plan.text, round(res.duration, 4), round(res.speech_end, 4))
+    return Utterance(plan.id, str(wav), plan.text, round(res.duration, 4), round(res.speech_end, 4)), False
 
 
 def _map_parallel(fn: Callable, items: Sequence, jobs: int, log: Callable[[str], None] | None, what: str) -> list:
-    """Order-preserving parallel map. Threads suffice: the work is in TTS/sox/ffmpeg subprocesses."""
+    """Order-preserving parallel map. Threads suffice: the work is in TTS and sox subprocesses
+    and in onnxruntime (piper, hibari), which releases the GIL."""
     results = []
     t0 = time.monotonic()
     step = max(1, len(items) // 20)
@@ -131,13 +133,14 @@ def _map_parallel(fn: Callable, items: Sequence, jobs: int, log: Callable[[str],
     return results
 
 
-
-
-def _render_or_error(plan: _Plan, wav: Path, sample_rate: int) -> Utterance | SynthesisError:
+def _render_or_error(plan: _Plan, wav: Path, sample_rate: int) -> tuple[Utterance | SynthesisError, float | None]:
+    """-> (utterance or the error, seconds spent rendering or None when a finished file was reused)."""
+    t0 = time.perf_counter()
     try:
-        return _render(plan, wav, sample_rate)
+        utt, reused = _render(plan, wav, sample_rate)
     except SynthesisError as e:  # one odd text must not end a 30k-utterance build
-        return e
+        return e, None
+    return utt, None if reused else time.perf_counter() - t0
 
 
 def parse_weights(spec: str, what: str) -> dict[str, float]:
@@ -156,12 +159,18 @@ def parse_weights(spec: str, what: str) -> dict[str, float]:
     return weights
 
 
-def _summary(plans: Sequence[_Plan], sources: Sequence[str], results: Sequence, seconds: float,
-             settings: dict) -> dict:
+def _summary(plans: Sequence[_Plan], sources: Sequence[str], results: Sequence, render_seconds: Sequence,
+             seconds: float, settings: dict) -> dict:
     done = [(p, s, u) for p, s, u in zip(plans, sources, results) if isinstance(u, Utterance)]
     hours = Counter()
     for p, _, u in done:
         hours[p.split] += u.duration / 3600
+    # Per engine: utterances rendered in this run (not reused) and their wall time per worker.
+    rendered, busy = Counter(), Counter()
+    for p, sec in zip(plans, render_seconds):
+        if sec is not None:
+            rendered[p.engine] += 1
+            busy[p.engine] += sec
     return {
         "utterances": dict(Counter(p.split for p, _, _ in done)),
         "hours": {k: round(v, 3) for k, v in hours.items()},
@@ -171,6 +180,7 @@ def _summary(plans: Sequence[_Plan], sources: Sequence[str], results: Sequence, 
         "unique_train_texts": len({p.text for p, _, _ in done if p.split == "train"}),
         "failed": [{"id": p.id, "error": str(u)} for p, u in zip(plans, results) if not isinstance(u, Utterance)],
         "seconds": round(seconds, 1),
+        "rendered_utt_per_s_per_worker": {e: round(rendered[e] / busy[e], 2) for e in rendered if busy[e] > 0},
         "settings": settings,
     }
 
@@ -202,8 +212,8 @@ def build_corpus(
     ``extra-NNNNNN`` utterances unless they equal a valid/test text. All splits are
     rendered with the same voice/augmentation distribution. Files already rendered with
     the same settings are reused, so an interrupted build resumes. `summary.json` gets the
-    counts, hours, per-voice and per-source counts and any failed utterances; more than 1%
-    failed raises SynthesisError after the manifests are written.
+    counts, hours, per-voice and per-source counts, each engine's rendering speed and any
+    failed utterances; more than 1% failed raises SynthesisError after the manifests are written.
     """
     t0 = time.monotonic()
     out = Path(out_dir)
@@ -220,8 +230,6 @@ def build_corpus(
         check_engine(e)
     if augment != "none":
         _require("sox")
-    if augment == "full":
-        _require("ffmpeg")
 
     test_texts, test_src = draw_mixed_texts(num_test, "test", seed, text_mix, set())
     valid_texts, valid_src = draw_mixed_texts(num_valid, "valid", seed, text_mix, set(test_texts))
@@ -241,9 +249,10 @@ def build_corpus(
     wav_dir = out / "wav"
     for split in ("train", "valid", "test"):
         (wav_dir / split).mkdir(parents=True, exist_ok=True)
-    results = _map_parallel(
+    rendered = _map_parallel(
         lambda p: _render_or_error(p, wav_dir / p.split / f"{p.id}.wav", sample_rate), plans, jobs, log, "synthesize"
     )
+    results = [r for r, _ in rendered]
     manifests: dict[str, Path] = {}
     for split in ("train", "valid", "test"):
         path = out / f"{split}.jsonl"
@@ -252,7 +261,7 @@ def build_corpus(
     settings = {"seed": seed, "engines": mix, "texts": text_mix, "augment": augment, "sample_rate": sample_rate,
                 "num_train": num_train, "num_valid": num_valid, "num_test": num_test, "extra_texts": len(extras),
                 "jobs": jobs}
-    summary = _summary(plans, sources, results, time.monotonic() - t0, settings)
+    summary = _summary(plans, sources, results, [sec for _, sec in rendered], time.monotonic() - t0, settings)
     atomic_write(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     failed = summary["failed"]
     if failed:

@@ -1,4 +1,4 @@
-"""Text to speech with offline engines, then augmentation by sox, numpy and ffmpeg.
+"""Text to speech with offline engines, then augmentation by sox and numpy.
 
 Engines and voices, with the licence that lets us redistribute a model trained on their output
 (`benchmarks/results/tts_voices.md` has each voice's speed and intelligibility):
@@ -35,7 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from dualasr.audio import load_audio, save_wav
-from dualasr.corpus.augment import CODECS, Augmentation, add_noise, apply_rir, sox_effects, speech_bounds
+from dualasr.corpus.augment import (
+    CODECS,
+    Augmentation,
+    add_noise,
+    apply_rir,
+    sox_effects,
+    speech_bounds,
+    undo_delay,
+)
 
 ENGINES: dict[str, tuple[str, ...]] = {
     # espeak-ng: base voices x variants ("+f3" = female 3); mbrola voices need extra packages.
@@ -59,7 +67,6 @@ _NATIVE_RATE = {"espeak-ng", "flite", "pico", "rhvoice", "piper", "hibari"}
 _NATIVE_PITCH = {"espeak-ng", "flite", "pico", "rhvoice"}
 _INSTALL_HINT = {
     "espeak-ng": "apt-get install espeak-ng", "flite": "apt-get install flite", "sox": "apt-get install sox",
-    "ffmpeg": "apt-get install ffmpeg",
     "pico2wave": "apt-get install libttspico-utils, from Debian's non-free component",
     "RHVoice-test": "apt-get install rhvoice rhvoice-english, from Debian's non-free component",
     "text2wave": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
@@ -194,17 +201,16 @@ def _tts(text: str, out: Path, engine: str, voice: str, speed: float, pitch: flo
 
 
 def _codec_roundtrip(y: np.ndarray, codec: str, sample_rate: int, tmp: Path, timeout: float) -> np.ndarray:
-    """Encode and decode `y` with ffmpeg; the result is cut or padded to len(y)."""
+    """Encode and decode `y` with sox; the result is aligned with `y` and has its length."""
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {sorted(CODECS)}")
-    args, container, rate = CODECS[codec]
-    ffmpeg = _require("ffmpeg")
-    src, coded = tmp / "pre_codec.wav", tmp / f"coded.{container}"
+    options, file_type, rate = CODECS[codec]
+    sox = _require("sox")
+    src, coded, decoded = tmp / "pre_codec.wav", tmp / f"coded.{file_type}", tmp / "decoded.wav"
     save_wav(src, y.astype(np.float32), sample_rate)
-    _run([ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(src), "-ac", "1", "-ar", str(rate), *args,
-          str(coded)], timeout, f"ffmpeg {codec} encode")
-    z = load_audio(coded, sample_rate).astype(np.float64)
-    return np.pad(z[: len(y)], (0, max(0, len(y) - len(z))))
+    _run([sox, "-R", "-V1", str(src), "-r", str(rate), *options, str(coded)], timeout, f"sox {codec} encode")
+    _run([sox, "-R", "-V1", str(coded), "-b", "16", "-r", str(sample_rate), str(decoded)], timeout, f"sox {codec} decode")
+    return undo_delay(y, load_audio(decoded, sample_rate).astype(np.float64), sample_rate)
 
 
 def synthesize(
