@@ -17,7 +17,7 @@ import sentencepiece as spm
 
 from dualasr.fileio import atomic_write
 
-__all__ = ["BLANK_ID", "BLANK_PIECE", "UNK_ID", "Tokenizer", "normalize_text"]
+__all__ = ["BLANK_ID", "BLANK_PIECE", "UNK_ID", "Tokenizer", "normalize_text", "number_words", "ordinal_words", "spoken_text"]
 
 BLANK_ID = 0
 BLANK_PIECE = "<blk>"
@@ -52,6 +52,140 @@ def normalize_text(text: str) -> str:
     text = _NOT_KEPT.sub(" ", text)
     text = _LOOSE_APOSTROPHE.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
+
+
+# ---------------------------------------------------------------------------------------
+# Written text -> spoken words, for TTS prompts: a TTS engine reads "1984" as "nineteen eighty
+# four", so the transcript must say that, not normalize_text's digit-by-digit "one nine eight four".
+
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL_WORDS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                  "nine": "ninth", "twelve": "twelfth"}
+
+
+def number_words(n: int) -> str:
+    """0..999,999,999 as English words ("one hundred and five", "two thousand", "three million")."""
+    if not 0 <= n <= 999_999_999:
+        raise ValueError(f"number_words supports 0..999999999, got {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " and " + number_words(rest))
+    for size, name in ((1_000_000, "million"), (1000, "thousand")):
+        if n >= size:
+            rest = n % size
+            tail = "" if rest == 0 else (" and " if rest < 100 else " ") + number_words(rest)
+            return number_words(n // size) + " " + name + tail
+    raise AssertionError(n)  # unreachable
+
+
+def ordinal_words(n: int) -> str:
+    """1 -> "first", 21 -> "twenty first", 30 -> "thirtieth"."""
+    words = number_words(n).split()
+    last = words[-1]
+    if last in _ORDINAL_WORDS:
+        words[-1] = _ORDINAL_WORDS[last]
+    elif last.endswith("y"):
+        words[-1] = last[:-1] + "ieth"
+    else:
+        words[-1] = last + "th"
+    return " ".join(words)
+
+
+def _year_words(n: int) -> str:
+    """1000..2099 read as pairs ("ten sixty six", "nineteen oh five"); 2000..2009 and round
+    thousands as a number ("two thousand and five")."""
+    hi, lo = divmod(n, 100)
+    if 2000 <= n < 2010 or n % 1000 == 0:
+        return number_words(n)
+    if lo == 0:
+        return number_words(hi) + " hundred"
+    return number_words(hi) + " " + ("oh " + _ONES[lo] if lo < 10 else number_words(lo))
+
+
+_ABBREVIATIONS = {
+    "mr.": "mister", "mrs.": "missus", "ms.": "miz", "dr.": "doctor", "prof.": "professor",
+    "jr.": "junior", "sr.": "senior", "vs.": "versus", "etc.": "et cetera", "e.g.": "for example",
+    "i.e.": "that is", "a.m.": "a m", "p.m.": "p m", "mt.": "mount", "u.s.": "u s", "u.s.a.": "u s a",
+    "u.k.": "u k", "ok": "okay",
+}  # not "St." (saint or street?) nor "no." (a sentence may end in "no.")
+_ABBREVIATION_RE = re.compile(
+    r"(?<![\w.])(" + "|".join(re.escape(a) for a in sorted(_ABBREVIATIONS, key=len, reverse=True)) + r")(?!\w)",
+    re.IGNORECASE,
+)
+_NUMBER_SIGN = re.compile(r"\bno\.\s?(?=\d)", re.IGNORECASE)  # "No. 5": "number five"
+_MONEY = re.compile(r"([$£])(\d[\d,]*)(?:\.(\d\d))?\b")
+_PERCENT = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s?%")
+_ORDINAL_NUM = re.compile(r"\b(\d+)(st|nd|rd|th)\b", re.IGNORECASE)
+_CLOCK = re.compile(r"\b(\d{1,2}):(\d\d)\b")
+_DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
+_NUMBER = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
+_SYMBOLS = {"+": " plus ", "=": " equals ", "@": " at ", "%": " percent ", "#": " number "}
+
+
+def _cardinal(digits: str) -> str:
+    n = int(digits.replace(",", ""))
+    if n > 999_999_999 or (len(digits) > 1 and digits.startswith("0")):
+        return " ".join(_ONES[int(d)] for d in digits if d.isdigit())  # ids, zip codes: digit by digit
+    return number_words(n)
+
+
+def _number(match: re.Match[str]) -> str:
+    digits = match.group(0)
+    n = int(digits.replace(",", ""))
+    if "," not in digits and len(digits) == 4 and 1000 <= n <= 2099:
+        return _year_words(n)
+    return _cardinal(digits)
+
+
+def _money(match: re.Match[str]) -> str:
+    unit, sub = ("dollar", "cent") if match.group(1) == "$" else ("pound", "penny")
+    whole = int(match.group(2).replace(",", ""))
+    words = f"{_cardinal(match.group(2))} {unit}{'' if whole == 1 else 's'}"
+    if match.group(3) and int(match.group(3)):
+        cents = int(match.group(3))
+        words += f" and {number_words(cents)} {sub if cents == 1 else ('pence' if sub == 'penny' else 'cents')}"
+    return f" {words} "
+
+
+def _clock(match: re.Match[str]) -> str:
+    h, m = int(match.group(1)), int(match.group(2))
+    if h > 24 or m > 59:
+        return match.group(0)
+    if m == 0:
+        return f" {number_words(h)} o'clock "
+    return f" {number_words(h)} {'oh ' + _ONES[m] if m < 10 else number_words(m)} "
+
+
+def spoken_text(text: str) -> str:
+    """Written English -> the words a reader would say, normalized like `normalize_text`.
+
+    Numbers become words ("42" -> "forty two", "1,500" -> "one thousand five hundred",
+    "1984" -> "nineteen eighty four", "3.5" -> "three point five", "21st" -> "twenty first",
+    "3:45" -> "three forty five"), "$5.50" -> "five dollars and fifty cents", "10%" -> "ten
+    percent", common abbreviations are expanded ("Dr." -> "doctor", "e.g." -> "for example") and
+    "+ = @ # &" are read out. Anything left is handled by `normalize_text`.
+    """
+    text = _ABBREVIATION_RE.sub(lambda m: " " + _ABBREVIATIONS[m.group(1).lower()] + " ", text)
+    text = _NUMBER_SIGN.sub(" number ", text)
+    text = _MONEY.sub(_money, text)
+    text = _PERCENT.sub(lambda m: f" {m.group(1)} percent ", text)
+    text = _ORDINAL_NUM.sub(lambda m: f" {ordinal_words(int(m.group(1)))} "
+                            if int(m.group(1)) <= 999_999_999 else m.group(0), text)
+    text = _CLOCK.sub(_clock, text)
+    text = _DECIMAL.sub(lambda m: f" {_cardinal(m.group(1))} point "
+                        + " ".join(_ONES[int(d)] for d in m.group(2)) + " ", text)
+    text = _NUMBER.sub(lambda m: f" {_number(m)} ", text)
+    for symbol, words in _SYMBOLS.items():
+        text = text.replace(symbol, words)
+    return normalize_text(text)
 
 
 class Tokenizer:

@@ -233,7 +233,7 @@ def test_corpus_cli(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert all(len(read_manifest(tmp_path / f"{s}.jsonl")) == 1 for s in ("train", "valid", "test"))
-    bad = subprocess.run([*cmd[:4], "--engines", "festival"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([*cmd[:4], "--engines", "mbrola"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "unknown engines" in bad.stderr
 
 
