@@ -59,6 +59,7 @@ class TrainConfig:
     ctc_weight: float = 0.3  # auxiliary CTC loss per mode (needs model.aux_ctc); speeds up alignment
     lr: float = 2e-3
     pretrained_lr_scale: float = 1.0  # lr multiplier for encoder weights that start from model.pretrained
+    init_from: str = ""  # checkpoint whose weights and tokenizer a fresh run starts from (optimizer state is not kept)
     weight_decay: float = 1e-3
     warmup_steps: int = 200
     max_steps: int = 2000
@@ -72,6 +73,7 @@ class TrainConfig:
     valid_max_utts: int = 100
     checkpoint_every: int = 200
     amp: bool = True  # mixed precision where a GPU is present
+    cpu_bf16: bool = False  # bfloat16 autocast on a CPU with native bf16 matmuls (AVX512-BF16/AMX): ~1.8x faster
     num_workers: int = 0
 
 
@@ -148,7 +150,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                       max_rel_pos=64, pretrained="whisper-tiny.en", predictor="stateless", predictor_dim=256,
                       joiner_dim=256, vocab_size=256, aux_ctc=True, dropout=0.1),
         "train": dict(max_steps=100000, lr=1.5e-3, pretrained_lr_scale=0.3, warmup_steps=500, ctc_weight=0.3,
-                      distill_weight=0.5, max_frames_per_batch=6000, valid_every=500, checkpoint_every=250),
+                      distill_weight=0.5, max_frames_per_batch=6000, valid_every=500, checkpoint_every=250,
+                      cpu_bf16=True),
     },
     "conformer-s": {  # ~10M, the paper's Conformer-S scale
         "model": dict(d_model=144, num_layers=16, num_heads=4, conv_kernel=31, left_context=64,

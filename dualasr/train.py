@@ -59,6 +59,11 @@ def _init_distributed() -> _Dist:
     return d
 
 
+def _cpu_has_bf16() -> bool:
+    """True where oneDNN runs bfloat16 matmuls natively (AVX512-BF16 or AMX); elsewhere bf16 would be emulated, slower."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _lr_factor(step: int, warmup: int) -> float:
     """Linear warmup then inverse-square-root decay (Noam), 1.0 at the end of warmup."""
     step = max(step, 1)
@@ -193,6 +198,15 @@ def _param_groups(model: Transducer, tc) -> list[dict[str, Any]]:
     return [{"params": fresh}, {"params": pretrained, "lr": tc.lr * tc.pretrained_lr_scale}]
 
 
+def _start_from_checkpoint(model: Transducer, path: str) -> None:
+    """Weights of a checkpoint (any precision: a committed resume point keeps float16) into model."""
+    payload = read_checkpoint(path)
+    if Config.from_dict(payload["config"]).model != model.cfg:
+        raise ValueError(f"train.init_from {path}: its model config differs from this run's; use the same "
+                         f"preset and model.* overrides")
+    model.load_state_dict(payload["model"])
+
+
 def _start_from_pretrained(model: Transducer, train_set: FeatureDataset, dd: _Dist, max_utts: int = 200) -> None:
     """Load the pretrained encoder and fit its input projection on (evenly spaced) training audio."""
     from .audio import load_audio
@@ -248,7 +262,9 @@ def _prepare_tokenizer(cfg: Config, out_dir: Path, train_utts, dd: _Dist) -> Tok
     target = out_dir / "tokenizer.model"
     if not target.is_file():
         if dd.main:
-            if cfg.data.tokenizer:
+            if cfg.train.init_from:  # the weights' own tokenizer: output ids must keep their meaning
+                target.write_bytes(read_checkpoint(cfg.train.init_from)["tokenizer"].numpy().tobytes())
+            elif cfg.data.tokenizer:
                 shutil.copyfile(cfg.data.tokenizer, target)
             else:
                 Tokenizer.train((u.text for u in train_utts), target, vocab_size=cfg.model.vocab_size)
@@ -294,10 +310,15 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
     else:
         if resume and dd.main:
             print(f"--resume: no {latest} yet, starting fresh", flush=True)
-        if cfg.model.input_norm == "global":
-            model.encoder.subsampling.set_input_stats(*feature_stats(train_set))
-        if cfg.model.pretrained:
-            _start_from_pretrained(model, train_set, dd)
+        if tc.init_from:
+            _start_from_checkpoint(model, tc.init_from)
+            if dd.main:
+                print(f"weights from {tc.init_from} (fresh optimizer)", flush=True)
+        else:
+            if cfg.model.input_norm == "global":
+                model.encoder.subsampling.set_input_stats(*feature_stats(train_set))
+            if cfg.model.pretrained:
+                _start_from_pretrained(model, train_set, dd)
 
     objective: nn.Module = DualModeObjective(model, cfg)
     if dd.world > 1:
@@ -314,12 +335,12 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
     # RNG (dropout) or a resumed run would diverge from an uninterrupted one.
     loader_kw = dict(batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
                      generator=torch.Generator().manual_seed(tc.seed), persistent_workers=False)
-    use_amp = tc.amp and dev.type == "cuda"
+    use_amp = (tc.amp and dev.type == "cuda") or (tc.cpu_bf16 and dev.type == "cpu" and _cpu_has_bf16())
     n_params = count_parameters(model)
     if dd.main:
         print(f"config {cfg.name}: {cfg.model.encoder} encoder, {n_params / 1e6:.2f}M params, "
               f"{len(train_utts)} train utts, mode={tc.mode}, distill={tc.distill_weight}@{tc.distill_shift}, "
-              f"device={dev}, world={dd.world}", flush=True)
+              f"device={dev}, world={dd.world}, bf16 autocast={use_amp}", flush=True)
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 
     def checkpoint(path: Path, metrics: dict[str, Any]) -> None:

@@ -142,3 +142,23 @@ def test_ddp_two_gloo_processes_match_the_global_batch(corpus, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "world=2" in r.stdout
     assert read_checkpoint(out / LATEST)["training_state"]["step"] == 3
+
+
+def test_init_from_a_float16_resume_point(corpus, tmp_path):
+    """A committed resume point keeps only the weights, in float16: a fresh run starts from them
+    (and their tokenizer) with a fresh optimizer."""
+    from dualasr.checkpoint import save_checkpoint
+
+    train(micro_config(corpus, "train.max_steps=2"), tmp_path / "first", progress=False)
+    model, cfg, _ = load_model(tmp_path / "first" / LATEST)
+    model.half()
+    save_checkpoint(tmp_path / "weights.pt", model, cfg, tmp_path / "first" / "tokenizer.model")
+    second = micro_config(corpus, "train.max_steps=1", "train.lr=0", f"train.init_from={tmp_path / 'weights.pt'}")
+    train(second, tmp_path / "second", progress=False)
+    assert (tmp_path / "second" / "tokenizer.model").read_bytes() == (tmp_path / "first" / "tokenizer.model").read_bytes()
+    started = final_weights(tmp_path / "second")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(started[k], v.float(), rtol=0, atol=0, msg=k)
+    other = micro_config(corpus, "model.d_model=64", f"train.init_from={tmp_path / 'weights.pt'}")
+    with pytest.raises(ValueError, match="model config differs"):
+        train(other, tmp_path / "third", progress=False)
