@@ -104,7 +104,7 @@ def main() -> int:
     p.add_argument("--sentences", type=int, default=12)
     p.add_argument("--out", type=Path, default=RESULTS / "tts_voices.json")
     p.add_argument("--kokoro-sentences", type=int, default=0,
-                   help="also measure Kokoro int8 (slow: about 0.1 utt/s) on this many of the sentences")
+                   help="also measure Kokoro int8 (slow: about 0.25 utt/s) on this many of the sentences")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from faster_whisper import WhisperModel
