@@ -201,6 +201,8 @@ def test_build_multivoice_summary_and_resume(tmp_path: Path) -> None:
     assert summary["utterances"] == {"train": 14, "valid": 2, "test": 2} and summary["failed"] == []
     assert sum(summary["voices"].values()) == 18 and sum(summary["engines"].values()) == 18
     assert summary["hours"]["train"] > 0 and summary["settings"]["augment"] == "full"
+    assert summary["sentences_available"]["wordnet"]["train"] > 10000
+    assert set(summary["rendered_utt_per_s_per_worker"]) == set(summary["engines"])
     for u in read_manifest(paths["train"]):
         assert 0 < u.speech_end < u.duration and u.text == normalize_text(u.text)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.wav")}

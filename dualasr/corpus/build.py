@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dualasr.corpus.augment import CODECS, Augmentation
+from dualasr.corpus.sentences import natural_sentences
 from dualasr.corpus.text import draw_mixed_texts
 from dualasr.corpus.tts import _ESPEAK_VARIANTS, ENGINES, SynthesisError, _require, check_engine, synthesize
 from dualasr.data import Utterance, write_manifest
@@ -30,8 +31,8 @@ AUGMENT_LEVELS = ("none", "basic", "full")
 RECIPES: dict[str, tuple[dict[str, float], dict[str, float], str]] = {
     "legacy": ({"espeak-ng": 1, "flite": 1}, {"templates": 1}, "basic"),
     "multivoice": (
-        # Shares favour the clearest voices (Whisper WER in benchmarks/results/tts_voices.md) and keep
-        # every engine: about 0.3 s per utterance on one core at this mix.
+        # Shares favour the clearest voices and keep every engine; each voice's speed and Whisper
+        # WER: benchmarks/results/tts_voices.md, this mix's speed: corpus_multivoice_200.json there.
         {"espeak-ng": 3, "flite": 2, "pico": 3, "rhvoice": 4, "festival": 2, "piper": 2, "hibari": 3},
         {"templates": 0.1, "wordnet": 0.5, "fortunes": 0.4},
         "full",
@@ -262,6 +263,8 @@ def build_corpus(
                 "num_train": num_train, "num_valid": num_valid, "num_test": num_test, "extra_texts": len(extras),
                 "jobs": jobs}
     summary = _summary(plans, sources, results, [sec for _, sec in rendered], time.monotonic() - t0, settings)
+    summary["sentences_available"] = {k: {split: len(v) for split, v in natural_sentences(k).items()}
+                                      for k in text_mix if k != "templates"}
     atomic_write(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     failed = summary["failed"]
     if failed:
