@@ -42,6 +42,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,20 +120,23 @@ def _read_members(archive: Path, wanted: Callable[[str], bool]) -> _Members:
     """{name: bytes} of the members `wanted` accepts, in one sequential pass (a .tar.gz cannot
     seek backwards cheaply). Names are relative to the sdist's top folder; zip names as stored."""
     out = _Members(archive)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            for info in z.infolist():
-                if wanted(info.filename):
-                    _check_size(archive, info.filename, info.file_size)
-                    out[info.filename] = z.read(info)
-        return out
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            name = member.name.split("/", 1)[1] if "/" in member.name else member.name
-            if member.isfile() and wanted(name):
-                _check_size(archive, name, member.size)
-                f = tar.extractfile(member)
-                out[name] = f.read() if f is not None else b""
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                for info in z.infolist():
+                    if wanted(info.filename):
+                        _check_size(archive, info.filename, info.file_size)
+                        out[info.filename] = z.read(info)
+            return out
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = member.name.split("/", 1)[1] if "/" in member.name else member.name
+                if member.isfile() and wanted(name):
+                    _check_size(archive, name, member.size)
+                    f = tar.extractfile(member)
+                    out[name] = f.read() if f is not None else b""
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise ValueError(f"{archive}: unreadable or truncated archive ({e}); delete it and rerun scripts/setup.sh") from None
     return out
 
 
@@ -586,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             atomic_write(args.check, json.dumps(check_transcripts(utts, log), indent=1, ensure_ascii=False) + "\n")
             log(f"check: {args.check}")
         paths = build_real_sets(args.out_dir, args.packages, args.check, args.permissive_only, args.summary, log)
-    except (FileNotFoundError, ValueError, tarfile.TarError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     for name, path in paths.items():

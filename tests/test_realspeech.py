@@ -133,3 +133,13 @@ def test_missing_package_is_a_one_line_error(tmp_path, capsys):
     assert rc == 1 and len(err) == 1
     assert err[0].startswith("error: ") and "pip download" in err[0] and "Traceback" not in err[0]
     assert not (tmp_path / "out" / "real_eval.jsonl").exists()
+
+
+def test_truncated_package_is_a_one_line_error(tmp_path, capsys):
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    name = realspeech.PYPI_FILES["pocketsphinx"]
+    (packages / name).write_bytes((realspeech.PACKAGE_DIR / name).read_bytes()[:1_000_000])
+    rc = realspeech.main([str(tmp_path / "out"), "--packages", str(packages)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "truncated archive" in err[0]
