@@ -39,13 +39,16 @@ FRAME_SHIFT_S = 0.01  # fbank hop; used to estimate frame counts from durations
 @dataclass
 class Utterance:
     """One audio file and its transcript. `speech_end` (seconds) marks where speech stops
-    before trailing padding, for endpointing/latency measurements; None when unknown."""
+    before trailing padding, for endpointing/latency measurements; None when unknown.
+    `speaker` and `source` (where the recording comes from) keep held-out speakers apart."""
 
     id: str
     audio: str
     text: str
     duration: float | None = None
     speech_end: float | None = None
+    speaker: str | None = None
+    source: str | None = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -53,7 +56,8 @@ class Utterance:
 
 
 def read_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
-    """Read a JSONL manifest: one {"audio", "text", ["id", "duration", "speech_end"]} per line.
+    """Read a JSONL manifest: one {"audio", "text", ["id", "duration", "speech_end", "speaker", "source"]}
+    per line.
 
     Relative audio paths are resolved against the manifest's folder; ids default to the
     audio file's stem and must be unique.
@@ -92,7 +96,12 @@ def read_manifest(path: str | os.PathLike[str]) -> list[Utterance]:
                 speech_end = _opt_float(obj.get("speech_end"))
             except (TypeError, ValueError):
                 raise ValueError(f"{where}: 'duration'/'speech_end' must be numbers") from None
-            utts.append(Utterance(uid, str(audio), obj["text"], duration, speech_end))
+            for key in ("speaker", "source"):
+                if obj.get(key) is not None and not isinstance(obj[key], str):
+                    raise ValueError(f"{where}: {key!r} must be a string")
+            utts.append(
+                Utterance(uid, str(audio), obj["text"], duration, speech_end, obj.get("speaker"), obj.get("source"))
+            )
     return utts
 
 

