@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quantize", default="none,int8", help="comma list of none, int8")
     e.add_argument("--chunk-ms", default="320", help="comma list of streaming chunk sizes in ms (e.g. 160,320,640)")
     e.add_argument("--calibration", help="manifest for static int8 calibration (optional)")
+    e.add_argument("--replace", action="store_true",
+                   help="replace an existing export at --out even if it holds formats this run does not rebuild")
     e.set_defaults(func=_export)
 
     v = sub.add_parser("verify", help="check an export against its checkpoint")
