@@ -914,6 +914,7 @@ def _run_worker(kind: str, spec: dict, threads: int | None, timeout_s: float, wo
     if threads:
         env.update({k: str(threads) for k in THREAD_ENV})
     env.setdefault("HF_HUB_OFFLINE", "1")
+    env["TMPDIR"] = str(workdir)  # the worker's temp files go where the bench removes them, even on SIGTERM
     env["PYTHONWARNINGS"] = "ignore"
     cmd = [sys.executable, "-m", "dualasr.bench", "worker", kind, str(spec_path), str(out_path)]
     with open(log_path, "w", encoding="utf-8") as log:

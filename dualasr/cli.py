@@ -29,8 +29,10 @@ def _corpus(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .export.exporter import main as export_main
+    from .fileio import signals_raise
 
-    return export_main(args)
+    with signals_raise():  # the temp export folder is removed on SIGTERM/SIGHUP too
+        return export_main(args)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -47,8 +49,10 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
+    from .fileio import signals_raise
 
-    return bench_main(args)
+    with signals_raise():  # the temp work folder is removed on SIGTERM/SIGHUP too
+        return bench_main(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -124,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .fileio import Terminated
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -134,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dualasr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"dualasr {args.command}: {e}; its temporary files were removed", file=sys.stderr)
+        return 128 + e.signum
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import importlib.metadata
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -40,6 +41,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from dualasr.fileio import TERMINATION_SIGNALS
 
 from .manifest import (
     FORMAT_VERSION,
@@ -411,20 +414,26 @@ def check_replaceable(out_dir: Path, shown: str | os.PathLike[str], artifacts: s
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     """Rename the finished temp export over out_dir. POSIX cannot swap two folders atomically, so
-    the old export is renamed aside first and restored if the second rename fails."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        os.rename(out_dir, old)
+    the old export is renamed aside first and restored if the second rename fails. Termination
+    signals wait until the swap is done: between the renames they would leave the old export aside."""
+    blocked = {signal.SIGINT, *TERMINATION_SIGNALS}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        os.rename(tmp, out_dir)
-    except BaseException:
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            old.rmdir()
+            os.rename(out_dir, old)
+        try:
+            os.rename(tmp, out_dir)
+        except BaseException:
+            if old is not None:
+                os.rename(old, out_dir)
+            raise
         if old is not None:
-            os.rename(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _write_reference_checkpoint(src: Path, dst: Path) -> None:

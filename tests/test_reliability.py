@@ -128,3 +128,97 @@ def test_1_cli_refusal_is_one_line_without_traceback(random_checkpoint, tmp_path
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
     assert "dualasr export: error: --out" in r.stderr and "refusing to replace it" in r.stderr
     assert sorted(p.name for p in site.iterdir()) == ["index.html", "manifest.json"]
+
+
+# ----------------------------------------------------------------------------- 2. signals, symlinks, --out .
+
+
+def test_2_out_symlink_replaces_its_target_and_keeps_the_link(stub_format, random_checkpoint, tmp_path):
+    target = tmp_path / "exports" / "v1"
+    export_checkpoint(random_checkpoint, target, ["stub"], ["none"], [320])
+    link = tmp_path / "current"
+    link.symlink_to(target, target_is_directory=True)
+    export_checkpoint(random_checkpoint, link, ["stub"], ["none"], [160])
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert load_manifest(target)["streaming"][0]["chunk_ms"] == 160
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "exports"]
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["v1"]  # no stray .old-* or temp
+
+
+@pytest.mark.parametrize("where", [".", "cwd", "parent", "home", "root"])
+def test_2_out_dot_home_or_root_is_refused_before_any_work(stub_format, tmp_path, monkeypatch, where):
+    work = tmp_path / "home" / "project"
+    work.mkdir(parents=True)
+    (work / "keep.txt").write_text("x")
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = {".": Path("."), "cwd": work, "parent": Path(".."), "home": tmp_path / "home", "root": Path("/")}[where]
+    # The checkpoint does not exist: the refusal must come first, before anything is loaded.
+    with pytest.raises(ExportError, match=r"--out .* is (the current folder|a parent of the current folder|your home "
+                                          r"folder|the root folder); an export replaces its folder as a whole"):
+        export_checkpoint(tmp_path / "missing.pt", out, ["stub"], ["none"], [320])
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["project"]
+    assert sorted(p.name for p in work.iterdir()) == ["keep.txt"]
+
+
+def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    import time
+
+    t0 = time.monotonic()
+    while not list(folder.glob(pattern)):
+        if proc.poll() is not None:
+            raise AssertionError(f"finished before {pattern} appeared: {proc.communicate()}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise AssertionError(f"{pattern} never appeared in {folder}")
+        time.sleep(0.05)
+
+
+def _terminate(proc: subprocess.Popen, signum: int) -> tuple[int, str]:
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_2_signal_during_export_removes_the_temp_folder(random_checkpoint, tmp_path, signum):
+    import signal
+
+    sig = getattr(signal, signum)
+    proc = subprocess.Popen([sys.executable, "-m", "dualasr.cli", "export", str(random_checkpoint), "--out",
+                             str(tmp_path / "out"), "--formats", "onnx", "--quantize", "none,int8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    _wait_for(".out.export-*", tmp_path, proc)
+    rc, err = _terminate(proc, sig)
+    assert rc == 128 + sig, err
+    assert "Traceback" not in err and f"terminated by {signum}; its temporary files were removed" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def onnx_export(random_checkpoint, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("issue13") / "export"
+    manifest = export_checkpoint(random_checkpoint, out, ["onnx"], ["none"], [320])
+    assert "fp32" in manifest["artifacts"]["onnx"], manifest["errors"]
+    return out
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGHUP"])
+def test_2_signal_during_bench_removes_the_temp_folder(onnx_export, speech_wav, tmp_path, signum):
+    import json
+    import signal
+
+    sig = getattr(signal, signum)
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"audio": str(speech_wav), "text": "please enter your account number"}) + "\n")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "dualasr.cli", "bench", str(onnx_export), "--data", str(data),
+                             "--json", str(tmp_path / "out.json"), "--backends", "onnxruntime", "--peers", "none",
+                             "--threads", "1", "--precisions", "fp32", "--no-compute", "--repeat", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**ENV, "TMPDIR": str(tmp)})
+    _wait_for("dualasr-bench-*/cell-*.spec.json", tmp, proc)
+    rc, err = _terminate(proc, sig)
+    assert rc == 128 + sig, err
+    assert "Traceback" not in err and f"terminated by {signum}" in err
+    assert list(tmp.iterdir()) == [] and not (tmp_path / "out.json").exists()
