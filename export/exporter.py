@@ -45,11 +45,14 @@ from torch import Tensor, nn
 from dualasr.fileio import TERMINATION_SIGNALS
 
 from .manifest import (
+    DEFAULT_MAX_FULL_SECONDS,
     FORMAT_VERSION,
     MANIFEST_NAME,
     ManifestError,
     check_relative_path,
     load_manifest,
+    probe_fingerprint,
+    probe_inputs,
     sha256_file,
     write_manifest,
 )
@@ -63,6 +66,7 @@ __all__ = [
     "example_inputs_for",
     "export_checkpoint",
     "graph_io",
+    "graph_probes",
     "io_names",
     "load_calibration",
     "main",
@@ -149,6 +153,20 @@ def graph_io(graphs: dict[str, nn.Module], example_inputs: dict[str, tuple[Tenso
             "outputs": [spec(n, t, b, "T_out" if full else None) for n, t, b in zip(outs, result, out_dims)],
         }
     return table
+
+
+@torch.no_grad()
+def graph_probes(graphs: dict[str, nn.Module], manifest: dict[str, Any]) -> dict[str, dict]:
+    """Manifest "probes": each graph's main output on its fixed probe input (manifest.probe_inputs),
+    so a runtime can tell that the graph it loaded computes what was exported."""
+    out = {}
+    for name, module in graphs.items():
+        spec = manifest["graphs"][name]
+        feeds = probe_inputs(manifest, name)
+        result = module(*[torch.from_numpy(feeds[t["name"]]) for t in spec["inputs"]])
+        first = result[0] if isinstance(result, tuple) else result
+        out[name] = probe_fingerprint(spec["outputs"][0]["name"], first.numpy())
+    return out
 
 
 def example_inputs_for(graphs: dict[str, nn.Module], model: nn.Module) -> dict[str, tuple[Tensor, ...]]:
@@ -490,8 +508,8 @@ def export_checkpoint(
     say = log or (lambda _msg: None)
     shown = out_dir
     plan = _plan(list(formats), list(precisions))
-    if not chunk_ms:
-        raise ExportError("give at least one streaming chunk size (--chunk-ms 320)")
+    if not chunk_ms or not all(isinstance(c, int) and c > 0 for c in chunk_ms):
+        raise ExportError(f"--chunk-ms must be positive chunk sizes in ms (e.g. 160,320), got {list(chunk_ms)}")
     out_dir = resolve_out_dir(Path(out_dir))
     check_replaceable(out_dir, shown, None if replace else {f"{fmt}/{prec}" for fmt, _, prec in plan})
     checkpoint = _resolve_checkpoint(checkpoint)
@@ -521,6 +539,7 @@ def export_checkpoint(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **_model_entries(model, graphs, tokenizer.vocab_size),
             "graphs": graph_io(graphs, examples),
+            "max_full_seconds": DEFAULT_MAX_FULL_SECONDS,
             "checkpoint": CHECKPOINT_NAME,
             "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint)},
             "artifacts": {},
@@ -531,6 +550,7 @@ def export_checkpoint(
             "weight_sharing": {},
             "errors": {},
         }
+        manifest["probes"] = graph_probes(graphs, manifest)
         for fmt, module, precision in plan:
             key = f"{fmt}/{precision}"
             say(f"export {key} ...")
