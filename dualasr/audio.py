@@ -4,6 +4,9 @@ Everything downstream (features, training, the on-device harness) assumes one re
 a float32 mono numpy array at 16 kHz with samples in [-1, 1] (NOT scaled by 32768; this is what
 sherpa-onnx expects with its default normalize_samples=True).
 
+`AudioReader` reads a file (or standard input, "-") block by block, so a caller that streams
+(`dualasr transcribe`) needs memory independent of the file's length; `load_audio` reads it whole.
+
 This module must not import torch: the torch-free streaming harness uses it too.
 """
 
@@ -12,9 +15,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import stat
 import struct
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +29,7 @@ from scipy.signal import resample_poly
 
 from dualasr.fileio import atomic_write
 
-__all__ = ["AudioError", "channel_axis", "load_audio", "prepare_samples", "save_wav"]
+__all__ = ["AudioError", "AudioReader", "channel_axis", "display_name", "load_audio", "prepare_samples", "save_wav"]
 
 # Containers libsndfile reads natively. Everything else (mp3, g722, m4a, ...) goes through ffmpeg,
 # which is more forgiving and supports far more codecs.
@@ -42,33 +48,167 @@ class AudioError(ValueError):
     """Audio could not be loaded or is unusable. The message names the input and says what to do."""
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
-    """Read an audio file as float32 mono samples in [-1, 1] at `sample_rate`.
+def display_name(path: str | os.PathLike) -> str:
+    """A file name fit for one line of output: bytes that are not UTF-8 and control characters
+    (a newline in a name) are shown as backslash escapes."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
-    wav/flac/ogg are read with soundfile; other formats (mp3, .g722, ...) are decoded by an
-    `ffmpeg` subprocess. Stereo is mixed down by averaging; other rates are resampled with
-    `scipy.signal.resample_poly` using the exact rational ratio.
+
+STDIN = "-"  # the path that means standard input
+
+
+class AudioReader:
+    """An audio file, or standard input for the path "-", read block by block.
+
+    wav/flac/ogg files are read with soundfile; other formats, pipes and standard input are decoded
+    by an `ffmpeg` subprocess whose output is read as it comes, so no file's length ever decides
+    how much memory is used. Blocks are [frames, channels] float32 at the file's own rate, not yet
+    checked (prepare_samples does that). Use as a context manager (closing stops ffmpeg).
+
+    Raises (at construction, or while reading for ffmpeg):
+        AudioError: missing path, directory, empty file, unreadable/corrupt/truncated file, a WAV
+            header that under-states its data, no audio frames, ffmpeg needed but not installed.
+    """
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None):
+        self.path = path
+        self.name = name or ("<stdin>" if str(path) == STDIN else display_name(path))
+        self._sound: sf.SoundFile | None = None
+        self._ffmpeg: subprocess.Popen | None = None
+        self.frames_read = 0
+        if str(path) == STDIN:
+            self._open_ffmpeg(None, sys.stdin.buffer)
+            return
+        path = Path(path)
+        if not path.exists():
+            raise AudioError(f"{self.name}: no such file; check the path (relative paths resolve from {os.getcwd()})")
+        if path.is_dir():
+            raise AudioError(f"{self.name}: is a directory, not an audio file; pass the path of a single audio file")
+        regular = stat.S_ISREG(path.stat().st_mode)  # a pipe or device has no size: ffmpeg reads it as a stream
+        if regular and path.stat().st_size == 0:
+            raise AudioError(f"{self.name}: file is empty (0 bytes); re-record or re-download it")
+        if regular and path.suffix.lower() in _SOUNDFILE_SUFFIXES:
+            self._open_soundfile(path)
+        elif regular:
+            self._open_ffmpeg(path, None)
+        else:  # a pipe (/dev/fd/N of `<(...)`, a FIFO): opened here, ffmpeg reads it as its input
+            with open(path, "rb") as pipe:
+                self._open_ffmpeg(path, pipe)
+
+    # ------------------------------------------------------------------ soundfile
+
+    def _open_soundfile(self, path: Path) -> None:
+        _check_wav_header(path, self.name)
+        try:
+            self._sound = sf.SoundFile(os.fsencode(path))  # bytes: any file name, UTF-8 or not
+        except sf.SoundFileError as e:
+            raise AudioError(f"{self.name}: unreadable or corrupt audio file ({e}); re-export it as WAV or FLAC") from None
+        self.sample_rate, self.channels = int(self._sound.samplerate), int(self._sound.channels)
+        if self._sound.frames == 0:
+            self.close()
+            raise AudioError(f"{self.name}: file has a valid header but no audio frames; check the recording")
+
+    # ------------------------------------------------------------------ ffmpeg
+
+    def _open_ffmpeg(self, path: Path | None, pipe) -> None:
+        """ffmpeg decoding `path`, or what it reads from `pipe` (a binary file object) if given."""
+        ffmpeg = shutil.which("ffmpeg")
+        what = "reading standard input" if path is None else f"decoding '{path.suffix or 'piped'}' audio"
+        if ffmpeg is None:
+            raise AudioError(
+                f"{self.name}: {what} needs ffmpeg, which is not on PATH; "
+                "install it (e.g. `apt-get install ffmpeg`) or convert the file to WAV/FLAC"
+            )
+        cmd = [ffmpeg, "-hide_banner", "-loglevel", "error"]
+        forced = _FFMPEG_FORCED_FORMATS.get(path.suffix.lower()) if path is not None else None
+        if forced:
+            cmd += ["-f", forced]
+        # Native rate and channels: mixdown and resampling happen here, the same for every format.
+        cmd += ["-i", "pipe:0" if pipe is not None else os.fsencode(path), "-vn", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1"]
+        self._errors = tempfile.TemporaryFile()  # unnamed: nothing is left behind, whatever happens
+        self._ffmpeg = subprocess.Popen(cmd, stdin=pipe if pipe is not None else subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=self._errors)
+        try:
+            self.channels, self.sample_rate = _read_wav_stream_header(self._ffmpeg.stdout)
+        except AudioError as e:
+            self._ffmpeg_failed(str(e))
+
+    def _ffmpeg_failed(self, fallback: str) -> None:
+        proc = self._ffmpeg
+        proc.kill()
+        proc.wait()
+        self._errors.seek(0)
+        lines = self._errors.read().decode("utf-8", "replace").strip().splitlines()
+        self.close()
+        msg = lines[-1] if lines else fallback
+        raise AudioError(f"{self.name}: ffmpeg could not decode it ({msg}); check that it is a valid audio file")
+
+    # ------------------------------------------------------------------ reading
+
+    def blocks(self, frames: int) -> Iterator[np.ndarray]:
+        """Blocks of up to `frames` frames, [n, channels] float32, until the end of the audio."""
+        while True:
+            if self._sound is not None:
+                try:
+                    block = self._sound.read(frames, dtype="float32", always_2d=True)
+                except sf.SoundFileError as e:
+                    raise AudioError(f"{self.name}: unreadable or corrupt audio file ({e}); re-export it as WAV or FLAC") from None
+            else:
+                size = 4 * self.channels
+                data = self._ffmpeg.stdout.read(frames * size)
+                block = np.frombuffer(data[: len(data) - len(data) % size], dtype="<f4").reshape(-1, self.channels)
+            if block.shape[0] == 0:
+                self._finish()
+                return
+            self.frames_read += block.shape[0]
+            yield block
+
+    def _finish(self) -> None:
+        if self._ffmpeg is not None and self._ffmpeg.wait() != 0:
+            self._ffmpeg_failed(f"exit code {self._ffmpeg.returncode}")
+        if self.frames_read == 0:
+            raise AudioError(f"{self.name}: decoded no audio frames; check that it contains audio")
+
+    def read_all(self) -> np.ndarray:
+        """The whole audio, [frames, channels] float32."""
+        return np.concatenate(list(self.blocks(1 << 20)) or [np.zeros((0, self.channels), np.float32)])
+
+    def close(self) -> None:
+        if self._sound is not None:
+            self._sound.close()
+            self._sound = None
+        if self._ffmpeg is not None:
+            if self._ffmpeg.poll() is None:
+                self._ffmpeg.kill()  # stopped early (an error downstream): do not leave it running
+            self._ffmpeg.wait()
+            self._ffmpeg.stdout.close()
+            self._errors.close()
+            self._ffmpeg = None
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Read an audio file ("-": standard input) as float32 mono samples in [-1, 1] at `sample_rate`.
+
+    Read by AudioReader (soundfile for wav/flac/ogg, an `ffmpeg` subprocess for the rest). Stereo
+    is mixed down by averaging; other rates are resampled with `scipy.signal.resample_poly` using
+    the exact rational ratio.
 
     Returns:
         samples: float32 array of shape [num_samples]
 
     Raises:
-        AudioError: missing path, directory, empty/zero-length, unreadable/corrupt/truncated
-            file, NaN/Inf samples, or ffmpeg needed but not installed.
+        AudioError: see AudioReader, plus NaN/Inf samples and unusable rates.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file; check the path (relative paths resolve from {os.getcwd()})")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file; pass the path of a single audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes); re-record or re-download it")
-
-    if path.suffix.lower() in _SOUNDFILE_SUFFIXES:
-        samples, file_rate = _read_soundfile(path)
-    else:
-        samples, file_rate = _read_ffmpeg(path)
-    return prepare_samples(samples, file_rate, target_rate=sample_rate, name=str(path))
+    with AudioReader(path) as reader:
+        samples = reader.read_all()
+    return prepare_samples(samples, reader.sample_rate, target_rate=sample_rate, name=reader.name)
 
 
 def prepare_samples(
@@ -190,68 +330,85 @@ def _to_mono(x: np.ndarray, name: str, axis: int | None = None) -> np.ndarray:
     return x.mean(axis=axis, dtype=np.float64).astype(np.float32) if x.shape[axis] > 1 else np.take(x, 0, axis=axis)
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    try:
-        _check_wav_not_truncated(path)
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except sf.SoundFileError as e:
-        raise AudioError(f"{path}: unreadable or corrupt audio file ({e}); re-export it as WAV or FLAC") from e
-    if samples.shape[0] == 0:
-        raise AudioError(f"{path}: file has a valid header but no audio frames; check the recording")
-    return samples, int(rate)
+def _check_wav_header(path: Path, name: str) -> None:
+    """Raise AudioError if a RIFF/WAVE file's data chunk disagrees with the bytes that follow it.
 
-
-def _check_wav_not_truncated(path: Path) -> None:
-    """Raise AudioError if a RIFF/WAVE file's data chunk is shorter than its header declares.
-
-    libsndfile silently returns the samples that are there, which would hide a broken copy.
+    libsndfile silently reads the declared length: a copy cut short would hide the missing audio,
+    and a header that under-states the data (a recorder that was killed, a tool that wrote the
+    header first) would drop everything after the first milliseconds.
     """
     with open(path, "rb") as f:
         head = f.read(12)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             return  # not plain RIFF/WAVE (or badly broken): let soundfile decide
         file_size = path.stat().st_size
+        byte_rate = 0
         while True:
             chunk = f.read(8)
             if len(chunk) < 8:
                 return  # no data chunk; soundfile reports that itself
             chunk_id, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if chunk_id == b"data":
-                available = file_size - f.tell()
-                # 0 and 0xFFFFFFFF are placeholders written by streaming encoders.
-                if size not in (0, 0xFFFFFFFF) and size > available:
-                    raise AudioError(
-                        f"{path}: truncated WAV file (header declares {size} data bytes, only {available} present); "
-                        "re-copy or re-export the file"
-                    )
+            if chunk_id == b"fmt " and size >= 16:
+                fmt = f.read(16)
+                if len(fmt) < 16:
+                    return  # cut inside the header: soundfile reports it
+                byte_rate = struct.unpack("<I", fmt[8:12])[0]
+                f.seek(size - 16 + (size & 1), os.SEEK_CUR)
+                continue
+            if chunk_id != b"data":
+                f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+                continue
+            available = file_size - f.tell()
+            # 0 and 0xFFFFFFFF are placeholders written by streaming encoders; libsndfile reads to the end.
+            if size in (0, 0xFFFFFFFF):
                 return
-            f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+            if size > available:
+                raise AudioError(
+                    f"{name}: truncated WAV file (header declares {size} data bytes, only {available} present); "
+                    "re-copy or re-export the file"
+                )
+            f.seek(size + (size & 1), os.SEEK_CUR)
+            if not _only_chunks_follow(f, file_size):
+                seconds = f" ({size / byte_rate:.3f} s of {available / byte_rate:.3f} s)" if byte_rate else ""
+                raise AudioError(
+                    f"{name}: the WAV header declares {size} data bytes but {available} bytes of audio follow it{seconds}; "
+                    "only the declared part would be read. Repair the header, e.g. "
+                    "`ffmpeg -ignore_length 1 -i in.wav out.wav`, or `sox --ignore-length in.wav out.wav`"
+                )
+            return
 
 
-def _read_ffmpeg(path: Path) -> tuple[np.ndarray, int]:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudioError(
-            f"{path}: decoding '{path.suffix}' files needs ffmpeg, which is not on PATH; "
-            "install it (e.g. `apt-get install ffmpeg`) or convert the file to WAV/FLAC"
-        )
-    cmd = [ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-    forced = _FFMPEG_FORCED_FORMATS.get(path.suffix.lower())
-    if forced:
-        cmd += ["-f", forced]
-    with tempfile.TemporaryDirectory(prefix="dualasr-ffmpeg-") as tmp:
-        out = os.path.join(tmp, "decoded.wav")
-        # Keep the native rate and channels: mixdown and resampling happen in prepare_samples so
-        # every input format goes through the same resampler.
-        cmd += ["-i", str(path), "-vn", "-c:a", "pcm_f32le", "-f", "wav", out]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not os.path.exists(out):
-            msg = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
-            raise AudioError(f"{path}: ffmpeg could not decode the file ({msg}); check that it is a valid audio file")
-        try:
-            samples, rate = sf.read(out, dtype="float32", always_2d=True)
-        except sf.SoundFileError as e:
-            raise AudioError(f"{path}: ffmpeg output is unreadable ({e}); check that it is a valid audio file") from e
-    if samples.shape[0] == 0:
-        raise AudioError(f"{path}: ffmpeg decoded no audio frames; check that the file contains audio")
-    return samples, int(rate)
+def _only_chunks_follow(f, file_size: int) -> bool:
+    """The bytes after the data chunk are whole RIFF chunks (LIST, id3 ...), as a writer leaves
+    them; audio samples there mean the header under-states the data. A stray byte or few of
+    padding (< a chunk header) is tolerated."""
+    while file_size - f.tell() >= 8:
+        head = f.read(8)
+        size = struct.unpack("<I", head[4:])[0]
+        if not all(32 <= b < 127 for b in head[:4]) or f.tell() + size > file_size + 1:
+            return False
+        f.seek(size + (size & 1), os.SEEK_CUR)
+    return True
+
+
+def _read_wav_stream_header(stream) -> tuple[int, int]:
+    """(channels, rate) from the WAV header ffmpeg writes to a pipe; leaves `stream` at the samples."""
+
+    def read(n: int) -> bytes:
+        data = stream.read(n)
+        if len(data) < n:
+            raise AudioError("no audio stream found")
+        return data
+
+    if read(12)[8:12] != b"WAVE":
+        raise AudioError("no WAV output")
+    channels = rate = 0
+    while True:
+        chunk_id, size = read(4), struct.unpack("<I", read(4))[0]
+        if chunk_id == b"data":
+            if not channels:
+                raise AudioError("no format chunk")
+            return channels, rate
+        body = read(size + (size & 1))
+        if chunk_id == b"fmt ":
+            channels, rate = struct.unpack("<HI", body[2:8])

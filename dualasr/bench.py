@@ -120,14 +120,16 @@ def _missing_modules(names: tuple[str, ...]) -> list[str]:
 
 def all_threads() -> int:
     """Cores this process may run on (the "all" of --threads)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
+    from dualasr.runtime.backends import available_cores
+
+    return available_cores()
 
 
 def parse_threads(value: str) -> list[int]:
-    """'1,all' -> [1, N]; duplicates dropped (on a 1-core machine "all" is 1)."""
+    """'1,all' -> [1, N]; more than the cores is capped with a warning; duplicates dropped (on a
+    1-core machine "all" is 1)."""
+    from dualasr.runtime.backends import cap_threads
+
     out: list[int] = []
     for item in (v.strip() for v in value.split(",")):
         if not item:
@@ -135,6 +137,9 @@ def parse_threads(value: str) -> list[int]:
         n = all_threads() if item == "all" else int(item) if item.isdigit() else None
         if not n:
             raise ValueError(f"--threads takes a comma list of positive integers and 'all', got {item!r}")
+        n, too_many = cap_threads(n, "--threads")
+        if too_many:
+            print(f"dualasr bench: warning: {too_many}", file=sys.stderr, flush=True)
         if n not in out:
             out.append(n)
     if not out:
@@ -914,6 +919,7 @@ def _run_worker(kind: str, spec: dict, threads: int | None, timeout_s: float, wo
     if threads:
         env.update({k: str(threads) for k in THREAD_ENV})
     env.setdefault("HF_HUB_OFFLINE", "1")
+    env["TMPDIR"] = str(workdir)  # the worker's temp files go where the bench removes them, even on SIGTERM
     env["PYTHONWARNINGS"] = "ignore"
     cmd = [sys.executable, "-m", "dualasr.bench", "worker", kind, str(spec_path), str(out_path)]
     with open(log_path, "w", encoding="utf-8") as log:
@@ -1641,6 +1647,9 @@ def main(args: argparse.Namespace) -> int:
         peers += [b for b in backends if b in PEERS and b not in peers]
         backends = [b for b in backends if b in OUR_BACKENDS]
         chunks = [int(v) for v in args.chunk_ms.split(",")] if args.chunk_ms else None
+        if not 0 < args.feed_ms <= 10_000 or args.repeat < 1 or (args.max_utts is not None and args.max_utts < 1):
+            raise ValueError(f"--feed-ms must be in (0, 10000] ms, --repeat >= 1 and --max-utts >= 1; got "
+                             f"{args.feed_ms:g}, {args.repeat}, {args.max_utts}")
         results = run_bench(
             args.export_dir, args.data, backends=backends, peers=peers, threads=parse_threads(args.threads),
             precisions=_split_list(args.precisions, PRECISIONS, "precisions"),

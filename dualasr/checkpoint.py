@@ -54,10 +54,45 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def _config_of(path: str | Path, payload: dict[str, Any]) -> Config:
+    try:
+        return Config.from_dict(payload["config"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: its config is invalid ({e}); the file is damaged or was edited") from None
+
+
+def check_weights_fit(path: str | Path, config: ModelConfig, weights: Any) -> None:
+    """The config must describe exactly the stored weights (names and shapes), checked on a model
+    built on the meta device (no memory): a 4 MB file whose config claims d_model 65536 must be
+    refused here, before building the model would allocate gigabytes.
+
+    Raises:
+        CheckpointError: naming the first mismatches.
+    """
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a table of weight tensors; the file is damaged")
+    with torch.device("meta"):
+        skeleton = Transducer(config)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in weights.items()}
+    problems = [f"{k} is missing" for k in expected if k not in stored]
+    problems += [f"{k} is not part of this model" for k in stored if k not in expected]
+    problems += [f"{k} is {list(stored[k])}, the config needs {list(expected[k])}"
+                 for k in expected if k in stored and stored[k] != expected[k]]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(
+            f"{path}: its config (d_model {config.d_model}, {config.num_layers} layers, vocab {config.vocab_size}) "
+            f"does not match its stored weights: {'; '.join(problems[:3])}{more}; the config was edited or the "
+            "file mixes two models, use the checkpoint as training wrote it"
+        )
+
+
 def load_model(path: str | Path) -> tuple[Transducer, Config, bytes]:
     """-> (model in eval mode, config, sentencepiece model bytes)"""
     payload = read_checkpoint(path)
-    config = Config.from_dict(payload["config"])
+    config = _config_of(path, payload)
+    check_weights_fit(path, config.model, payload["model"])
     model = Transducer(config.model)
     try:
         model.load_state_dict(payload["model"])
@@ -67,4 +102,4 @@ def load_model(path: str | Path) -> tuple[Transducer, Config, bytes]:
 
 
 def model_config_of(path: str | Path) -> ModelConfig:
-    return Config.from_dict(read_checkpoint(path)["config"]).model
+    return _config_of(path, read_checkpoint(path)).model

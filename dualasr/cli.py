@@ -29,8 +29,10 @@ def _corpus(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from .export.exporter import main as export_main
+    from .fileio import signals_raise
 
-    return export_main(args)
+    with signals_raise():  # the temp export folder is removed on SIGTERM/SIGHUP too
+        return export_main(args)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -47,8 +49,10 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from .bench import main as bench_main
+    from .fileio import signals_raise
 
-    return bench_main(args)
+    with signals_raise():  # the temp work folder is removed on SIGTERM/SIGHUP too
+        return bench_main(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -92,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quantize", default="none,int8", help="comma list of none, int8")
     e.add_argument("--chunk-ms", default="320", help="comma list of streaming chunk sizes in ms (e.g. 160,320,640)")
     e.add_argument("--calibration", help="manifest for static int8 calibration (optional)")
+    e.add_argument("--replace", action="store_true",
+                   help="replace an existing export at --out even if it holds formats this run does not rebuild")
     e.set_defaults(func=_export)
 
     v = sub.add_parser("verify", help="check an export against its checkpoint")
@@ -122,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .fileio import Terminated
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
@@ -132,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"dualasr {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"dualasr {args.command}: {e}; its temporary files were removed", file=sys.stderr)
+        return 128 + e.signum
 
 
 if __name__ == "__main__":

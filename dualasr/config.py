@@ -111,11 +111,25 @@ class Config:
         )
 
 
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
 def _build(cls, values: dict[str, Any], section: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
+    if not isinstance(values, dict):
+        raise ValueError(f"config section {section!r} must be a mapping of keys to values, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
     if unknown:
-        raise ValueError(f"unknown {section} keys {sorted(unknown)}; valid keys: {sorted(names)}")
+        raise ValueError(f"unknown {section} keys {sorted(unknown)}; valid keys: {sorted(fields)}")
+    for key, value in values.items():
+        kind = _TYPES[str(fields[key].type)]  # annotations are strings (from __future__ import annotations)
+        ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True  # 1 means 1.0
+        if not ok:
+            raise ValueError(f"{section}.{key} must be {kind.__name__}, got {value!r}")
+        if section == "model" and kind is int and value < 1:  # every model size is a positive count
+            raise ValueError(f"model.{key} must be >= 1, got {value}")
     return cls(**values)
 
 
@@ -168,6 +182,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _read_config_file(path: Path) -> dict[str, Any]:
+    """A .yaml/.yml or JSON config file -> its mapping (ValueError naming the file otherwise)."""
+    import yaml
+
+    kind = "YAML" if path.suffix in (".yaml", ".yml") else "JSON"
+    try:
+        text = path.read_text(encoding="utf-8")
+        d = (yaml.safe_load(text) or {}) if kind == "YAML" else json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        where = f" (line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
+        raise ValueError(
+            f"config {path} is not a {kind} config file{where}; give a preset name ({', '.join(PRESETS)}) "
+            "or a .yaml/.json file with model/train/data sections"
+        ) from None
+    if not isinstance(d, dict):
+        raise ValueError(f"config {path} must hold a mapping with model/train/data sections, got {type(d).__name__}")
+    return d
+
+
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config:
     """A preset name or a .yaml/.json file, then `section.key=value` overrides (values parsed as JSON)."""
     if name_or_path in PRESETS:
@@ -179,13 +212,7 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Config
             raise ValueError(
                 f"config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor an existing file"
             )
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text) or {}
-        else:
-            d = json.loads(text)
+        d = _read_config_file(path)
         d.setdefault("name", path.stem)
     for item in overrides or []:
         key, sep, raw = item.partition("=")

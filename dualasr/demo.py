@@ -83,5 +83,7 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise ValueError(f"--limit must be >= 0 (0: all test prompts), got {args.limit}")
     run_demo(Path(args.checkpoint) if args.checkpoint else None, args.limit, args.backend, args.precision)
     return 0

@@ -15,6 +15,7 @@ __all__ = [
     "wer",
     "emission_latency",
     "latency_percentiles",
+    "EndOfSpeech",
     "energy_end_of_speech",
     "plot_emission_lattice",
 ]
@@ -69,6 +70,61 @@ def latency_percentiles(latencies: list[float | None]) -> dict[str, float]:
     return {"p50": float(np.percentile(vals, 50)), "p90": float(np.percentile(vals, 90))}
 
 
+class EndOfSpeech:
+    """energy_end_of_speech of audio that arrives in pieces, in constant memory.
+
+    The last frame within threshold_db of the loudest frame so far stays the answer once the
+    loudest frame of all has been seen: frames before it cannot be the last anyway, and frames
+    after it are compared with the final maximum. So one pass with a running maximum gives the
+    same end as two passes over the whole signal.
+    """
+
+    def __init__(self, sample_rate: int, frame_ms: float = 10, threshold_db: float = -40):
+        self.sample_rate = sample_rate
+        self.frame_len = max(1, int(round(sample_rate * frame_ms / 1000.0)))
+        self.ratio = 10.0 ** (threshold_db / 10.0)
+        self.peak = 0.0
+        self.last = -1  # index of the last frame above the threshold
+        self.frames = 0  # complete frames seen
+        self.samples = 0
+        self._partial = np.zeros(0)
+
+    def _frames(self, energy: np.ndarray) -> None:
+        running = np.maximum.accumulate(np.concatenate([[self.peak], energy]))[1:]
+        above = np.nonzero(np.maximum(energy, 1e-300) > running * self.ratio)[0]
+        if above.size:
+            self.last = self.frames + int(above[-1])
+        self.peak = float(running[-1]) if running.size else self.peak
+        self.frames += energy.size
+
+    def accept(self, samples: np.ndarray) -> None:
+        """samples: [N] or [N, C] (int or float; channels are averaged)."""
+        x = np.asarray(samples, dtype=np.float64)
+        if x.ndim == 2:
+            x = x.mean(axis=1)
+        if x.ndim != 1:
+            raise ValueError(f"samples must be [N] or [N, C], got shape {x.shape}")
+        self.samples += x.size
+        x = np.concatenate([self._partial, x])
+        n = x.size // self.frame_len
+        self._frames((x[: n * self.frame_len].reshape(n, self.frame_len) ** 2).mean(axis=1))
+        self._partial = x[n * self.frame_len:]
+
+    @property
+    def seconds(self) -> float:
+        """End of speech so far (the last partial frame counts as zero-padded); 0.0 for silence."""
+        peak, last = self.peak, self.last
+        if self._partial.size:
+            e = float((self._partial ** 2).sum()) / self.frame_len
+            peak = max(peak, e)
+            if max(e, 1e-300) > peak * self.ratio:
+                last = self.frames
+        if peak <= 0.0:
+            return 0.0
+        # Clip to the true length: the last frame may be partial.
+        return min((last + 1) * self.frame_len, self.samples) / float(self.sample_rate)
+
+
 def energy_end_of_speech(
     samples: np.ndarray, sample_rate: int, frame_ms: float = 10, threshold_db: float = -40
 ) -> float:
@@ -83,25 +139,9 @@ def energy_end_of_speech(
     Returns:
         Seconds; 0.0 for empty or all-zero audio.
     """
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
-    if x.ndim != 1:
-        raise ValueError(f"samples must be [N] or [N, C], got shape {x.shape}")
-    frame_len = max(1, int(round(sample_rate * frame_ms / 1000.0)))
-    n_frames = int(np.ceil(x.size / frame_len))
-    if n_frames == 0:
-        return 0.0
-    padded = np.zeros(n_frames * frame_len)
-    padded[: x.size] = x
-    energy = (padded.reshape(n_frames, frame_len) ** 2).mean(axis=1)
-    peak = energy.max()
-    if peak <= 0.0:
-        return 0.0
-    db = 10.0 * np.log10(np.maximum(energy, 1e-300) / peak)
-    last = int(np.nonzero(db > threshold_db)[0][-1])
-    # Clip to the true length: the last frame may be partial.
-    return min((last + 1) * frame_len, x.size) / float(sample_rate)
+    end = EndOfSpeech(sample_rate, frame_ms, threshold_db)
+    end.accept(samples)
+    return end.seconds
 
 
 def plot_emission_lattice(

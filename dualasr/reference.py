@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import load_model
 from .decoding import beam_search, greedy_search
-from .runtime.features import AudioFrontend
+from .runtime.features import AudioFrontend, sounding_from
 from .runtime.recognizer import Result
 
 __all__ = ["TorchRecognizer", "TorchStream", "resolve_checkpoint"]
@@ -186,15 +186,18 @@ class TorchRecognizer:
         """Search over every encoder frame so far (cached until new frames arrive)."""
         if s._decoded_frames == s.frames_decoded:
             return s._hyp
-        if s.frames_decoded == 0:
+        # As the runtime: leading digital silence is not searched (dualasr.runtime.recognizer).
+        skip = min(s.frames_decoded, sounding_from(s.frontend.fbank, self.subsampling))
+        if s.frames_decoded == skip:
             s._hyp = None
         else:
-            enc = torch.cat(s.enc, dim=1)
+            enc = torch.cat(s.enc, dim=1)[:, skip:]
             if self.decoding == "greedy":
                 lens = torch.tensor([enc.shape[1]])
                 s._hyp = greedy_search(self.model, enc, lens, self.max_symbols_per_frame)[0]
             else:
                 s._hyp = beam_search(self.model, enc, beam=self.beam)
+            s._hyp.frames = [f + skip for f in s._hyp.frames]
         s._decoded_frames = s.frames_decoded
         return s._hyp
 

@@ -273,12 +273,27 @@ def _prepare_tokenizer(cfg: Config, out_dir: Path, train_utts, dd: _Dist) -> Tok
     return Tokenizer(target)
 
 
+def _device(name: str) -> torch.device:
+    """--device -> torch.device, refusing names torch does not know or this machine lacks."""
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device name torch knows; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA GPU (or torch was built without CUDA); use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: training runs on cpu, cuda or mps, not {dev.type}")
+    return dev
+
+
 def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | None = None,
           progress: bool = True) -> dict[str, Any]:
     """Train per `cfg`, writing checkpoints and `metrics.jsonl` into out_dir. Returns final metrics."""
     out_dir = Path(out_dir)
     dd = _init_distributed()
-    dev = torch.device(device or (f"cuda:{dd.local_rank}" if torch.cuda.is_available() else "cpu"))
+    dev = _device(device or (f"cuda:{dd.local_rank}" if torch.cuda.is_available() else "cpu"))
     tc = cfg.train
     if dd.main:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -29,19 +29,33 @@ import importlib.metadata
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .manifest import FORMAT_VERSION, MANIFEST_NAME, check_relative_path, sha256_file, write_manifest
+from dualasr.fileio import TERMINATION_SIGNALS
+
+from .manifest import (
+    DEFAULT_MAX_FULL_SECONDS,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    ManifestError,
+    check_relative_path,
+    load_manifest,
+    probe_fingerprint,
+    probe_inputs,
+    sha256_file,
+    write_manifest,
+)
 from .wrappers import FRAME_SHIFT_MS, FullEncoder, JoinerStep, PredictorStep, StreamingEncoderStep, graphs_for
 
 __all__ = [
@@ -52,6 +66,7 @@ __all__ = [
     "example_inputs_for",
     "export_checkpoint",
     "graph_io",
+    "graph_probes",
     "io_names",
     "load_calibration",
     "main",
@@ -138,6 +153,20 @@ def graph_io(graphs: dict[str, nn.Module], example_inputs: dict[str, tuple[Tenso
             "outputs": [spec(n, t, b, "T_out" if full else None) for n, t, b in zip(outs, result, out_dims)],
         }
     return table
+
+
+@torch.no_grad()
+def graph_probes(graphs: dict[str, nn.Module], manifest: dict[str, Any]) -> dict[str, dict]:
+    """Manifest "probes": each graph's main output on its fixed probe input (manifest.probe_inputs),
+    so a runtime can tell that the graph it loaded computes what was exported."""
+    out = {}
+    for name, module in graphs.items():
+        spec = manifest["graphs"][name]
+        feeds = probe_inputs(manifest, name)
+        result = module(*[torch.from_numpy(feeds[t["name"]]) for t in spec["inputs"]])
+        first = result[0] if isinstance(result, tuple) else result
+        out[name] = probe_fingerprint(spec["outputs"][0]["name"], first.numpy())
+    return out
 
 
 def example_inputs_for(graphs: dict[str, nn.Module], model: nn.Module) -> dict[str, tuple[Tensor, ...]]:
@@ -314,33 +343,115 @@ def _load_writer(fmt: str, module: str):
     return mod
 
 
-def _prepare_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"--out {out_dir} exists and is a file; choose a folder path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+# ----------------------------------------------------------------------------- the --out folder
+
+_MAX_NAMED_FILES = 5  # foreign files named in a refusal; the rest are counted
+
+
+def _artifact_keys(manifest: dict) -> set[str]:
+    """{"format/precision"} of the artifacts an export holds."""
+    arts = manifest.get("artifacts") or {}
+    return {f"{fmt}/{prec}" for fmt, by_prec in arts.items() if isinstance(by_prec, dict) for prec in by_prec}
+
+
+def resolve_out_dir(out_dir: Path) -> Path:
+    """The real folder --out names (a symlink is followed, so its target is replaced and the link
+    stays), refused when replacing it would replace something that is not an export.
+
+    Raises:
+        ExportError: --out is the current folder, one of its parents, the home folder or the root,
+            or names a file.
+    """
+    real = Path(os.path.realpath(out_dir))
+    cwd = Path(os.path.realpath(os.getcwd()))
+    home = Path(os.path.realpath(Path.home()))
+    what = ("the root folder" if real == Path(real.anchor) else "your home folder" if real == home
+            else "the current folder" if real == cwd else "a parent of the current folder" if real in cwd.parents
+            else None)
+    if what:
         raise ExportError(
-            f"--out {out_dir} is a non-empty folder that is not a dualasr export (no {MANIFEST_NAME}); "
+            f"--out {out_dir} is {what}; an export replaces its folder as a whole, so give it a folder of its "
+            "own, e.g. --out exports/tiny"
+        )
+    if real.exists() and not real.is_dir():
+        raise ExportError(f"--out {out_dir} exists and is a file; choose a folder path")
+    return real
+
+
+def check_replaceable(out_dir: Path, shown: str | os.PathLike[str], artifacts: set[str] | None = None) -> None:
+    """Refuse unless out_dir is absent, empty, or provably an intact dualasr export: a manifest
+    that passes load_manifest (schema, sizes, checksums) and no file the manifest does not list.
+
+    Args:
+        shown: how to name the folder in messages (what the user typed).
+        artifacts: the "format/precision" keys the new export will hold; an existing export with
+            others is refused, because replacing it would drop them (None: do not check).
+
+    Raises:
+        ExportError: naming the foreign files, the damage, or the formats that would be lost.
+    """
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not (out_dir / MANIFEST_NAME).is_file():
+        raise ExportError(
+            f"--out {shown} is a non-empty folder that is not a dualasr export (no {MANIFEST_NAME}); "
             "refusing to replace it: choose a new folder or empty it first"
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        old = load_manifest(out_dir, verify_checksums=True)
+    except ManifestError as e:
+        raise ExportError(
+            f"--out {shown} holds a {MANIFEST_NAME} but is not an intact dualasr export ({e}); refusing to "
+            "replace it: choose a new folder, or move its contents away yourself"
+        ) from None
+    listed = set(old["files"]) | {MANIFEST_NAME}
+    listed_dirs = {str(PurePosixPath(f).parent) for f in listed}
+    listed_dirs |= {str(p) for d in listed_dirs for p in PurePosixPath(d).parents}
+    foreign = []
+    for dirpath, dirnames, filenames in os.walk(out_dir):
+        base = Path(dirpath).relative_to(out_dir).as_posix()
+        if not dirnames and not filenames and base not in listed_dirs:
+            foreign.append(base + "/")  # an empty folder someone made
+        dirnames.sort()
+        foreign += [rel for rel in (PurePosixPath(base, n).as_posix() for n in sorted(filenames)) if rel not in listed]
+    if foreign:
+        named = ", ".join(foreign[:_MAX_NAMED_FILES]) + (f" and {len(foreign) - _MAX_NAMED_FILES} more"
+                                                       if len(foreign) > _MAX_NAMED_FILES else "")
+        raise ExportError(
+            f"--out {shown} is a dualasr export but also holds files its manifest does not list ({named}); "
+            "refusing to replace it, they would be lost: move them out, or choose another --out"
+        )
+    dropped = sorted(_artifact_keys(old) - artifacts) if artifacts is not None else []
+    if dropped:
+        raise ExportError(
+            f"--out {shown} holds an export with {', '.join(dropped)}, which the new export would not have; "
+            "replacing it would drop them, so it is left as it was: add them to --formats/--quantize, "
+            "choose another --out, or pass --replace to drop them"
+        )
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     """Rename the finished temp export over out_dir. POSIX cannot swap two folders atomically, so
-    the old export is renamed aside first and restored if the second rename fails."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        os.rename(out_dir, old)
+    the old export is renamed aside first and restored if the second rename fails. Termination
+    signals wait until the swap is done: between the renames they would leave the old export aside."""
+    blocked = {signal.SIGINT, *TERMINATION_SIGNALS}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
     try:
-        os.rename(tmp, out_dir)
-    except BaseException:
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            old.rmdir()
+            os.rename(out_dir, old)
+        try:
+            os.rename(tmp, out_dir)
+        except BaseException:
+            if old is not None:
+                os.rename(old, out_dir)
+            raise
         if old is not None:
-            os.rename(old, out_dir)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _write_reference_checkpoint(src: Path, dst: Path) -> None:
@@ -365,8 +476,12 @@ def export_checkpoint(
     chunk_ms: list[int],
     calibration: list[dict] | None = None,
     log: Callable[[str], None] | None = None,
+    replace: bool = False,
 ) -> dict:
     """Export `checkpoint` (None: the built-in model) to out_dir.
+
+    out_dir is replaced as a whole at the end, so it must be new, empty or an intact export that
+    holds nothing its manifest does not list (see check_replaceable); a symlink is followed.
 
     Args:
         formats: subset of FORMATS ("onnx", "executorch", "coreml", "sherpa-onnx").
@@ -375,24 +490,28 @@ def export_checkpoint(
         chunk_ms: streaming chunk sizes; each a positive multiple of 40 ms.
         calibration: optional static-int8 calibration features (see module docstring).
         log: progress lines (default: silent).
+        replace: replace an existing export at out_dir even if it holds formats/precisions this
+            export does not (they are dropped); without it such an export is refused.
 
     Returns:
         The manifest as written. manifest["errors"] maps "format/precision" to an error message
         for every artifact that could not be written (empty when all worked).
 
     Raises:
-        ExportError: bad arguments, unreadable checkpoint, or no artifact at all could be written
-            (then out_dir is left untouched).
+        ExportError: bad arguments, an --out that is not safe to replace, unreadable checkpoint,
+            or no artifact at all could be written (then out_dir is left untouched).
     """
     from dualasr import __version__
     from dualasr.checkpoint import CheckpointError, load_model
     from dualasr.tokenizer import Tokenizer
 
     say = log or (lambda _msg: None)
-    out_dir = Path(out_dir)
+    shown = out_dir
     plan = _plan(list(formats), list(precisions))
-    if not chunk_ms:
-        raise ExportError("give at least one streaming chunk size (--chunk-ms 320)")
+    if not chunk_ms or not all(isinstance(c, int) and c > 0 for c in chunk_ms):
+        raise ExportError(f"--chunk-ms must be positive chunk sizes in ms (e.g. 160,320), got {list(chunk_ms)}")
+    out_dir = resolve_out_dir(Path(out_dir))
+    check_replaceable(out_dir, shown, None if replace else {f"{fmt}/{prec}" for fmt, _, prec in plan})
     checkpoint = _resolve_checkpoint(checkpoint)
     try:
         model, _config, tokenizer_bytes = load_model(checkpoint)
@@ -405,7 +524,7 @@ def export_checkpoint(
     examples = example_inputs_for(graphs, model)
     if calibration:
         calibration = calibration_graph_inputs(graphs, calibration)
-    _prepare_out_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
     try:
@@ -420,6 +539,7 @@ def export_checkpoint(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **_model_entries(model, graphs, tokenizer.vocab_size),
             "graphs": graph_io(graphs, examples),
+            "max_full_seconds": DEFAULT_MAX_FULL_SECONDS,
             "checkpoint": CHECKPOINT_NAME,
             "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint)},
             "artifacts": {},
@@ -430,6 +550,7 @@ def export_checkpoint(
             "weight_sharing": {},
             "errors": {},
         }
+        manifest["probes"] = graph_probes(graphs, manifest)
         for fmt, module, precision in plan:
             key = f"{fmt}/{precision}"
             say(f"export {key} ...")
@@ -473,6 +594,9 @@ def export_checkpoint(
         _summarize_sharing(manifest)
         _make_readable(tmp)
         manifest = write_manifest(tmp, manifest)
+        # Again at the end: the folder may have changed meanwhile, and a format that failed now
+        # must not replace one that worked before.
+        check_replaceable(out_dir, shown, None if replace else _artifact_keys(manifest))
         _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -585,7 +709,7 @@ def main(args) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
     manifest = export_checkpoint(
         checkpoint, Path(args.out), formats, precisions, chunk_ms, calibration,
-        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        log=lambda msg: print(msg, file=sys.stderr, flush=True), replace=bool(getattr(args, "replace", False)),
     )
     print(_summary_table(manifest))
     print(f"export written to {args.out}")

@@ -6,9 +6,10 @@ other input. Steps:
   2. the manifest's graph I/O table must equal what the checkpoint's model produces, and every
      ONNX graph must declare exactly those inputs/outputs (names, ranks, fixed sizes);
   3. per runtime found (onnxruntime; ExecuTorch when its artifacts exist) and precision:
-     a. streaming: every step graph run chunk by chunk with its state, vs PyTorch
-        model.encoder(feats, None, "streaming") over the whole utterance (max abs diff);
-     b. full: encoder_full vs PyTorch full mode;
+     a. streaming: every step graph run chunk by chunk with its state, vs the PyTorch step module
+        it was traced from, run the same way (max abs diff);
+     b. full: encoder_full vs PyTorch full mode, both over the windows the runtime uses
+        (dualasr.runtime.windows: one window, the whole utterance, up to max_full_seconds);
      c. greedy decoding with the runtime's predictor/joiner graphs (a numpy loop) vs
         dualasr.decoding.greedy_search on the PyTorch fp32 encoder output: token agreement;
      fp32 must stay within 1e-4 and agree on the tokens; int8 reports its error and must keep
@@ -17,7 +18,9 @@ other input. Steps:
      its functions and I/O names checked against the manifest, and the report says plainly that
      predict was not run.
 Audio: the files given, else a deterministic 3 s pseudo-speech signal (harmonic source with moving
-formants and syllable envelope) so the check needs no data.
+formants and syllable envelope) so the check needs no data. Both references run in chunks or
+windows, so memory stays bounded for audio of any length (a whole-utterance PyTorch pass grows with
+the square of the length).
 """
 
 from __future__ import annotations
@@ -175,6 +178,29 @@ class _ExecuTorchRunner:
         return {n: (r.detach().numpy() if hasattr(r, "detach") else np.asarray(r)) for n, r in zip(outs, res)}
 
 
+class _TorchRunner:
+    """The PyTorch graph modules (export/wrappers.py) behind the same run() as the runtimes: the
+    reference every exported graph is compared with."""
+
+    name = "torch"
+
+    def __init__(self, model, manifest: dict):
+        from .wrappers import graphs_for
+
+        self.graphs = graphs_for(model, [e["chunk_ms"] for e in manifest["streaming"]])
+        self.io = {g: ([t["name"] for t in s["inputs"]], [t["name"] for t in s["outputs"]])
+                   for g, s in manifest["graphs"].items()}
+
+    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        ins, outs = self.io[graph]
+        with torch.no_grad():
+            res = self.graphs[graph](*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in ins])
+        res = res if isinstance(res, tuple) else (res,)
+        return {n: r.numpy() for n, r in zip(outs, res)}
+
+
 # ----------------------------------------------------------------------------- decoding
 
 
@@ -252,6 +278,23 @@ def run_streaming(runner, manifest: dict, entry: dict, feats: np.ndarray) -> tup
     return np.concatenate(outs, axis=0)[: T // manifest["subsampling"]], processed
 
 
+def run_full(runner, manifest: dict, feats: np.ndarray, graph_max_frames: int | None = None) -> tuple[np.ndarray, int]:
+    """Full context over the runtime's windows. feats [1, T, F] -> (enc [T // s, D], windows)."""
+    from dualasr.runtime.windows import plan_windows, window_frames
+
+    from .manifest import max_full_seconds
+
+    sub = manifest["subsampling"]
+    size, context = window_frames(max_full_seconds(manifest), manifest["frame_shift_ms"] / 1000.0, sub, graph_max_frames)
+    outs = []
+    windows = plan_windows(feats.shape[1], size, context, sub)
+    for w in windows:
+        x = np.ascontiguousarray(feats[:, w.start:w.stop], np.float32)
+        enc = runner.run("encoder_full", {"features": x})["encoder_out"][0]
+        outs.append(enc[(w.keep_from - w.start) // sub:(w.keep_to - w.start) // sub])
+    return np.concatenate(outs, axis=0), len(windows)
+
+
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         return math.inf
@@ -307,11 +350,7 @@ def _check_onnx_io(report: Report, export_dir: Path, manifest: dict, precision: 
                                not problems, "; ".join(problems)))
 
 
-def _runtime_checks(report: Report, runner, manifest: dict, precision: str, model, feats_list, refs) -> None:
-    import torch
-
-    from dualasr.decoding import greedy_search
-
+def _runtime_checks(report: Report, runner, manifest: dict, precision: str, feats_list, refs) -> None:
     is_float = precision in ("fp32", "fp16")
     limit = FP32_TOLERANCE if precision == "fp32" else None
     min_agree = FP32_MIN_AGREEMENT if is_float else INT8_MIN_AGREEMENT
@@ -325,18 +364,19 @@ def _runtime_checks(report: Report, runner, manifest: dict, precision: str, mode
         return max(float(np.abs(r).max()) for r in ref_list) or 1.0
 
     for entry in manifest["streaming"]:
-        diffs, hyps, ref_tokens, wrong_lens = [], [], [], []
+        diffs, hyps, ref_tokens, wrong_lens, wanted = [], [], [], [], []
         for (name, feats), ref in zip(feats_list, refs):
             enc, processed = run_streaming(runner, manifest, entry, feats.numpy())
-            want = ref["streaming"]
+            want, want_tokens = ref.streaming(entry)
             diffs.append(_max_diff(enc, want))
+            wanted.append(want)
             emitted = math.ceil(feats.shape[1] / entry["chunk_frames"]) * entry["encoder_frames"]
             if processed != emitted:
                 wrong_lens.append(f"{name}: processed_lens {processed}, expected {emitted}")
             hyps.append(greedy_decode(runner, manifest, enc))
-            ref_tokens.append(ref["streaming_tokens"])
+            ref_tokens.append(want_tokens)
         d = max(diffs)
-        rel = d / scale([r["streaming"] for r in refs])
+        rel = d / scale(wanted)
         ok = (d <= limit if limit is not None else math.isfinite(d)) and not wrong_lens
         report.checks.append(Check(rt, precision, f"streaming {entry['chunk_ms']} ms vs torch", "max_abs_diff", d, limit, ok,
                                    f"relative {rel:.2e}" + ("; " + "; ".join(wrong_lens) if wrong_lens else "")))
@@ -345,29 +385,55 @@ def _runtime_checks(report: Report, runner, manifest: dict, precision: str, mode
                                    "token_agreement", agree, min_agree, agree >= min_agree,
                                    f"{sum(map(len, ref_tokens))} reference tokens"))
 
-    diffs, hyps, ref_tokens, notes = [], [], [], []
+    diffs, hyps, ref_tokens, wanted, notes = [], [], [], [], []
     for (name, feats), ref in zip(feats_list, refs):
-        x = feats.numpy()
-        want, want_tokens = ref["full"], ref["full_tokens"]
-        if max_frames and x.shape[1] > max_frames:
-            notes.append(f"{name} cropped to {max_frames} frames (the graph's maximum)")
-            x = x[:, :max_frames]
-            with torch.no_grad():
-                want_t, _ = model.encoder(torch.from_numpy(x), None, "full")
-            want = want_t[0].numpy()
-            want_tokens = greedy_search(model, want_t, torch.tensor([want_t.shape[1]]))[0].tokens
-        enc = runner.run("encoder_full", {"features": np.ascontiguousarray(x, np.float32)})["encoder_out"][0]
+        enc, windows = run_full(runner, manifest, feats.numpy(), max_frames)
+        want, want_tokens = ref.full(max_frames)
+        if windows > 1:
+            notes.append(f"{name} in {windows} windows")
         diffs.append(_max_diff(enc, want))
+        wanted.append(want)
         hyps.append(greedy_decode(runner, manifest, enc))
         ref_tokens.append(want_tokens)
     d = max(diffs)
-    rel = d / scale([r["full"] for r in refs])
+    rel = d / scale(wanted)
     ok = d <= limit if limit is not None else math.isfinite(d)
     report.checks.append(Check(rt, precision, "full vs torch", "max_abs_diff", d, limit, ok,
                                "; ".join([f"relative {rel:.2e}", *notes])))
     agree = token_agreement(hyps, ref_tokens)
     report.checks.append(Check(rt, precision, "full greedy tokens vs torch fp32", "token_agreement", agree, min_agree,
                                agree >= min_agree, f"{sum(map(len, ref_tokens))} reference tokens"))
+
+
+class _Reference:
+    """PyTorch fp32 encoder outputs and greedy tokens of one utterance, computed on first use per
+    chunk size / window size (the ExecuTorch artifact may allow shorter windows than the manifest)."""
+
+    def __init__(self, model, torch_runner: _TorchRunner, manifest: dict, feats):
+        self.model, self.runner, self.manifest, self.feats = model, torch_runner, manifest, feats.numpy()
+        self._cache: dict = {}
+
+    def _tokens(self, enc: np.ndarray) -> list[int]:
+        import torch
+
+        from dualasr.decoding import greedy_search
+
+        with torch.no_grad():
+            return greedy_search(self.model, torch.from_numpy(enc)[None], torch.tensor([enc.shape[0]]))[0].tokens
+
+    def streaming(self, entry: dict) -> tuple[np.ndarray, list[int]]:
+        key = ("streaming", entry["chunk_ms"])
+        if key not in self._cache:
+            enc, _ = run_streaming(self.runner, self.manifest, entry, self.feats)
+            self._cache[key] = (enc, self._tokens(enc))
+        return self._cache[key]
+
+    def full(self, graph_max_frames: int | None) -> tuple[np.ndarray, list[int]]:
+        key = ("full", graph_max_frames)
+        if key not in self._cache:
+            enc, _ = run_full(self.runner, self.manifest, self.feats, graph_max_frames)
+            self._cache[key] = (enc, self._tokens(enc))
+        return self._cache[key]
 
 
 def _coreml_checks(report: Report, export_dir: Path, manifest: dict) -> None:
@@ -429,10 +495,7 @@ def verify_export(export_dir: str | os.PathLike[str], audio: list[Path] | None =
 
 
 def _verify_export(export_dir: Path, audio: list[Path] | None) -> dict:
-    import torch
-
     from dualasr.checkpoint import CheckpointError, load_model
-    from dualasr.decoding import greedy_search
 
     export_dir = Path(export_dir)
     manifest = load_manifest(export_dir, verify_checksums=True)
@@ -449,20 +512,13 @@ def _verify_export(export_dir: Path, audio: list[Path] | None) -> dict:
 
     feats_list = _features(manifest, audio)
     report.audio = [{"name": n, "frames": int(f.shape[1])} for n, f in feats_list]
-    refs = []
-    with torch.no_grad():
-        for _, feats in feats_list:
-            r = {}
-            for mode in ("streaming", "full"):
-                enc, _ = model.encoder(feats, None, mode)
-                r[mode] = enc[0].numpy()
-                r[f"{mode}_tokens"] = greedy_search(model, enc, torch.tensor([enc.shape[1]]))[0].tokens
-            refs.append(r)
+    torch_runner = _TorchRunner(model, manifest)
+    refs = [_Reference(model, torch_runner, manifest, feats) for _, feats in feats_list]
 
     artifacts = manifest.get("artifacts", {})
     for precision in artifacts.get("onnx", {}):
         _check_onnx_io(report, export_dir, manifest, precision)
-        _runtime_checks(report, _OrtRunner(export_dir, manifest, precision), manifest, precision, model, feats_list, refs)
+        _runtime_checks(report, _OrtRunner(export_dir, manifest, precision), manifest, precision, feats_list, refs)
     for precision in artifacts.get("executorch", {}):
         try:
             runner = _ExecuTorchRunner(export_dir, manifest, precision)
@@ -472,7 +528,7 @@ def _verify_export(export_dir: Path, audio: list[Path] | None) -> dict:
         except Exception as e:
             report.checks.append(Check("executorch", precision, "load programs", "loads", 0, None, False, f"{type(e).__name__}: {e}"))
             continue
-        _runtime_checks(report, runner, manifest, precision, model, feats_list, refs)
+        _runtime_checks(report, runner, manifest, precision, feats_list, refs)
     if "coreml" in artifacts:
         _coreml_checks(report, export_dir, manifest)
     for fmt in artifacts:

@@ -30,6 +30,8 @@ import numpy as np
 __all__ = [
     "Backend",
     "BackendError",
+    "available_cores",
+    "cap_threads",
     "OnnxRuntimeBackend",
     "ExecuTorchBackend",
     "CoreMLBackend",
@@ -54,6 +56,29 @@ class Backend(Protocol):
     def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one graph. inputs/outputs keyed by the manifest's tensor names."""
         ...
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def cap_threads(threads: int, what: str = "threads") -> tuple[int, str | None]:
+    """-> (threads to use, a warning or None). More threads than cores only adds contention, and
+    runtimes allocate per thread (100000 threads grew memory without end), so they are capped.
+
+    Raises:
+        ValueError: not an integer >= 0 (0 means the runtime's default).
+    """
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 0:
+        raise ValueError(f"{what} must be an integer >= 0 (0: the runtime's default), got {threads!r}")
+    cores = available_cores()
+    if threads > cores:
+        return cores, f"{what} {threads} is more than the {cores} cores this process may use; using {cores}"
+    return threads, None
 
 
 def _artifacts(manifest: dict, fmt: str, precision: str) -> dict:
@@ -83,6 +108,32 @@ def _resolve(export_dir: Path, manifest: dict, rel: str) -> Path:
 def _graph_specs(manifest: dict, graph: str) -> tuple[list[str], list[str]]:
     spec = manifest["graphs"][graph]
     return [t["name"] for t in spec["inputs"]], [t["name"] for t in spec["outputs"]]
+
+
+def _wanted_graphs(manifest: dict, fmt: str, precision: str, available: list[str], graphs: list[str] | None) -> list[str]:
+    """The graphs to load: each must be in the manifest's graphs table and in the artifact."""
+    wanted = graphs or list(available)
+    missing = [g for g in wanted if g not in available or g not in manifest["graphs"]]
+    if missing:
+        raise BackendError(f"{fmt} {precision} export lacks graphs {missing} (has {sorted(available)}); re-export")
+    return wanted
+
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64", "tensor(int32)": "int32"}
+_ET_DTYPES = {6: "float32", 5: "float16", 4: "int64", 3: "int32"}  # executorch ScalarType codes
+
+
+def _ort_io(args) -> list[tuple]:
+    return [(a.name, _ORT_DTYPES.get(a.type, a.type), list(a.shape)) for a in args]
+
+
+def _et_io(count: int, meta, names: list[str]) -> list[tuple]:
+    """An ExecuTorch method's inputs or outputs (`meta(i)` -> TensorInfo) as check_graph_io wants
+    them. Programs carry no tensor names: positions take the manifest's, a different count shows
+    as placeholder names. Dynamic axes report their upper bound, which named axes ignore."""
+    if count != len(names):
+        return [(f"<tensor {i}>", None, []) for i in range(count)]
+    return [(n, _ET_DTYPES.get(meta(i).dtype(), str(meta(i).dtype())), list(meta(i).sizes())) for i, n in enumerate(names)]
 
 
 # ----------------------------------------------------------------------------- onnxruntime
@@ -152,16 +203,13 @@ class OnnxRuntimeBackend:
     ):
         import onnxruntime as ort
 
+        from dualasr.export.manifest import check_graph_io
+
         self.precision = precision
         self.export_dir = Path(export_dir)
         arts = _artifacts(manifest, "onnx", precision)
         self.providers = ort_providers(providers)
-        wanted = graphs or list(arts["graphs"])
-        missing = [g for g in wanted if g not in arts["graphs"]]
-        if missing:
-            raise BackendError(
-                f"onnx {precision} export lacks graphs {missing} (has {sorted(arts['graphs'])}); re-export"
-            )
+        wanted = _wanted_graphs(manifest, "onnx", precision, list(arts["graphs"]), graphs)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(0, int(threads))
         opts.inter_op_num_threads = 1  # the graphs are sequential chains; no inter-op parallelism
@@ -177,14 +225,9 @@ class OnnxRuntimeBackend:
                 sess = ort.InferenceSession(str(path), sess_options=opts, providers=self.providers)
             except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
                 raise BackendError(f"onnxruntime cannot load {path}: {type(e).__name__}: {e}") from None
+            check_graph_io(manifest, g, _ort_io(sess.get_inputs()), _ort_io(sess.get_outputs()), str(path))
             self._sessions[g] = sess
             self._outputs[g] = [o.name for o in sess.get_outputs()]
-            expected_in, _ = _graph_specs(manifest, g)
-            got_in = [i.name for i in sess.get_inputs()]
-            if sorted(got_in) != sorted(expected_in):
-                raise BackendError(
-                    f"{path}: inputs {got_in} differ from the manifest's {expected_in}; the export is inconsistent"
-                )
         self.load_seconds = time.perf_counter() - t0
 
     def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -234,6 +277,8 @@ class ExecuTorchBackend:
         threads: int = 0,
         graphs: list[str] | None = None,
     ):
+        from dualasr.export.manifest import check_graph_io
+
         self.precision = precision
         self.export_dir = Path(export_dir)
         arts = _artifacts(manifest, "executorch", precision)
@@ -243,10 +288,7 @@ class ExecuTorchBackend:
         except ImportError as e:
             raise BackendError(f"the executorch backend needs the executorch package: {e}; pip install executorch") from None
         self._torch = sys.modules["torch"]
-        wanted = graphs or list(arts["graphs"])
-        missing = [g for g in wanted if g not in arts["graphs"]]
-        if missing:
-            raise BackendError(f"executorch {precision} export lacks graphs {missing}; re-export")
+        wanted = _wanted_graphs(manifest, "executorch", precision, list(arts["graphs"]), graphs)
         weights = arts.get("weights")
         data_path = _resolve(self.export_dir, manifest, weights) if weights else None
         _set_executorch_threads(threads)
@@ -263,6 +305,9 @@ class ExecuTorchBackend:
             except Exception as e:
                 raise BackendError(f"ExecuTorch cannot load {path}: {type(e).__name__}: {e}") from None
             self._io[g] = _graph_specs(manifest, g)
+            meta = self._methods[g][1].metadata
+            check_graph_io(manifest, g, _et_io(meta.num_inputs(), meta.input_tensor_meta, self._io[g][0]),
+                           _et_io(meta.num_outputs(), meta.output_tensor_meta, self._io[g][1]), str(path))
         # A loaded Method owns its planned activation memory: two threads executing it at once
         # would overwrite each other's intermediates. One lock serializes this backend's calls.
         self._lock = threading.Lock()
@@ -307,10 +352,7 @@ class CoreMLBackend:
         arts = _artifacts(manifest, "coreml", precision)
         package = _resolve(self.export_dir, manifest, arts["package"])
         functions = arts.get("functions") or list(manifest["graphs"])
-        wanted = graphs or functions
-        missing = [g for g in wanted if g not in functions]
-        if missing:
-            raise BackendError(f"coreml {precision} package lacks functions {missing}; re-export")
+        wanted = _wanted_graphs(manifest, "coreml", precision, functions, graphs)
         units = getattr(ct.ComputeUnit, compute_units, None)
         if units is None:
             raise BackendError(f"unknown Core ML compute units {compute_units!r}; use ALL, CPU_ONLY, CPU_AND_GPU or CPU_AND_NE")

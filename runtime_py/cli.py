@@ -1,9 +1,11 @@
 """`dualasr transcribe DIR AUDIO...`: transcribe files through the runtime, as a live stream.
 
 Prints one line of text per file and a one-line RTF / latency summary (or, with --json, one JSON
-object {"files": [...], "summary": {...}}). --backend torch is the PyTorch eager reference
-(dualasr.reference, imported only then); every other backend runs without torch (ExecuTorch's
-Python bindings excepted, see dualasr.runtime.backends).
+object {"files": [...], "summary": {...}}). A file name that would break the one-line-per-file
+output (a newline in it, bytes that are not UTF-8) is printed with backslash escapes; "-" reads
+standard input. Files are read block by block, so memory does not grow with their length.
+--backend torch is the PyTorch eager reference (dualasr.reference, imported only then); every other
+backend runs without torch (ExecuTorch's Python bindings excepted, see dualasr.runtime.backends).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from pathlib import Path
 
 __all__ = ["transcribe_main", "default_export_dir", "build_recognizer"]
 
-_AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".g722", ".aiff", ".aif", ".au"}
-
 
 def default_export_dir() -> Path:
     import dualasr
@@ -26,9 +26,11 @@ def default_export_dir() -> Path:
 
 
 def _resolve_dirs(args: argparse.Namespace) -> tuple[Path, list[str]]:
+    from dualasr.audio import STDIN
+
     export_dir, audio = args.export_dir, list(args.audio or [])
-    # `dualasr transcribe a.wav` parses a.wav as DIR: treat an audio file there as input.
-    if export_dir is not None and Path(export_dir).is_file() and Path(export_dir).suffix.lower() in _AUDIO_SUFFIXES:
+    # `dualasr transcribe a.wav` (or `-`, or a pipe) parses a.wav as DIR: treat audio there as input.
+    if export_dir == STDIN or (export_dir is not None and Path(export_dir).exists() and not Path(export_dir).is_dir()):
         audio.insert(0, export_dir)
         export_dir = None
     if export_dir is None:
@@ -46,6 +48,11 @@ def _resolve_dirs(args: argparse.Namespace) -> tuple[Path, list[str]]:
 
 def build_recognizer(export_dir: Path, args: argparse.Namespace):
     """A Recognizer (or the torch reference) from the transcribe options."""
+    from .backends import cap_threads
+
+    args.threads, too_many = cap_threads(args.threads, "--threads")
+    if too_many:
+        print(f"dualasr transcribe: warning: {too_many}", file=sys.stderr, flush=True)
     if args.backend == "torch":
         from dualasr.reference import TorchRecognizer  # imports torch: only for this backend
 
@@ -62,26 +69,26 @@ def _fmt(x: float | None, unit: str = "s") -> str:
 
 
 def transcribe_main(args: argparse.Namespace) -> int:
-    from dualasr.audio import load_audio
+    from dualasr.audio import display_name
 
-    from .simulate import SetSimulation, simulate
+    from .simulate import SetSimulation, simulate_file
 
     export_dir, audio = _resolve_dirs(args)
     rec = build_recognizer(export_dir, args)
     sims = SetSimulation()
     failed: dict[str, str] = {}
     for path in audio:
+        shown = display_name(path)
         try:
-            samples = load_audio(path, rec.sample_rate)
-            r = simulate(rec, samples, rec.sample_rate, realtime=args.realtime, name=str(path))
-        except (ValueError, FloatingPointError) as e:  # AudioError, too long for full mode, NaN
+            r = simulate_file(rec, path, realtime=args.realtime, name=shown)
+        except (ValueError, FloatingPointError) as e:  # AudioError, too short for full mode, NaN
             # One unreadable file (or a backend that fails on it) must not lose the others.
-            failed[str(path)] = str(e)
-            print(f"dualasr transcribe: {path}: error: {e}", file=sys.stderr, flush=True)
+            failed[shown] = str(e)
+            print(f"dualasr transcribe: {shown}: error: {e}", file=sys.stderr, flush=True)
             continue
         sims.results.append(r)
         if not args.json:
-            print(f"{path}: {r.text}", flush=True)
+            print(f"{shown}: {r.text}", flush=True)
     if not sims.results:
         raise ValueError(f"no file could be transcribed ({len(failed)} failed, see above)")
     summary = sims.summary()

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FEATURE_KEYS", "knf_options", "StreamingFbank", "AudioFrontend", "compute_features"]
+from dualasr.export.manifest import FEATURE_TYPES
 
-# The keys of dualasr.features.FbankConfig.to_dict() (that module imports torch, so the list is
-# repeated here; tests/test_runtime.py checks the two agree).
-FEATURE_KEYS = (
-    "sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms", "dither", "snip_edges",
-    "preemph_coeff", "remove_dc_offset", "window_type", "low_freq", "high_freq", "use_energy",
-    "energy_floor", "use_log_fbank", "use_power",
-)
+__all__ = ["FEATURE_KEYS", "knf_options", "StreamingFbank", "AudioFrontend", "compute_features", "silence_frame",
+           "sounding_from"]
+
+# The keys of dualasr.features.FbankConfig.to_dict() (that module imports torch, so the manifest
+# contract lists them; tests/test_runtime.py checks the two agree).
+FEATURE_KEYS = tuple(FEATURE_TYPES)
 # Windows kaldi_native_fbank implements ("hann", the periodic torch window, is training-only).
 _KNF_WINDOWS = ("povey", "hamming", "hanning", "sine", "rectangular", "blackman")
 
@@ -82,6 +81,8 @@ class StreamingFbank:
         self._fbank = knf.OnlineFbank(knf_options(features))
         self._next = 0  # absolute index of the oldest unread frame
         self.finished = False
+        self._silence = silence_frame(features)
+        self.sound_from: int | None = None  # first frame read that is not digital silence
 
     def accept_waveform(self, samples: np.ndarray) -> None:
         """samples: [N] float32 in [-1, 1] at self.sample_rate (already checked/resampled)."""
@@ -109,17 +110,51 @@ class StreamingFbank:
     def num_consumed(self) -> int:
         return self._next
 
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) by absolute index -> [stop - start, dim] float32, kept in memory
+        (the full mode reads a window's left context twice)."""
+        if start < self._next or stop > self.num_frames_ready or stop < start:
+            raise ValueError(f"frames [{start}, {stop}) are not held (held: [{self._next}, {self.num_frames_ready}))")
+        out = np.empty((stop - start, self.dim), dtype=np.float32)
+        for i in range(start, stop):
+            out[i - start] = self._fbank.get_frame(i)
+        if self.sound_from is None or start < self.sound_from:
+            sound = np.nonzero(np.abs(out - self._silence).max(axis=1, initial=0.0) > 1e-4)[0]
+            if sound.size:
+                self.sound_from = start + int(sound[0]) if self.sound_from is None else min(self.sound_from, start + int(sound[0]))
+        return out
+
+    def drop_until(self, index: int) -> None:
+        """Forget the frames before absolute `index` (keeps memory flat on endless streams)."""
+        n = min(index, self.num_frames_ready) - self._next
+        if n > 0:
+            self._fbank.pop(n)
+            self._next += n
+
     def read(self, n: int) -> np.ndarray:
         """The next n unread frames -> [n, dim] float32; they are then dropped from memory."""
         if n > self.num_available:
             raise ValueError(f"asked for {n} frames but only {self.num_available} are ready")
-        out = np.empty((n, self.dim), dtype=np.float32)
-        for i in range(n):
-            out[i] = self._fbank.get_frame(self._next + i)
-        self._next += n
-        if n:
-            self._fbank.pop(n)  # why: keeps memory flat on endless streams
+        out = self.frames(self._next, self._next + n)
+        self.drop_until(self._next + n)
         return out
+
+
+def silence_frame(features: dict) -> np.ndarray:
+    """The feature frame of digital silence (all samples zero, or constant: DC removal makes that
+    zero too): the log floor in every bin. [dim] float32."""
+    import kaldi_native_fbank as knf
+
+    fbank = knf.OnlineFbank(knf_options(features))
+    fbank.accept_waveform(float(features["sample_rate"]), np.zeros(int(features["sample_rate"]) // 10, np.float32))
+    fbank.input_finished()
+    return np.asarray(fbank.get_frame(0), dtype=np.float32)
+
+
+def sounding_from(fbank: StreamingFbank, subsampling: int) -> int:
+    """The first encoder frame whose features are not all digital silence, as far as frames have
+    been read (a very large number while everything read so far is silent)."""
+    return (1 << 62) if fbank.sound_from is None else fbank.sound_from // subsampling
 
 
 def compute_features(samples: np.ndarray, features: dict) -> np.ndarray:

@@ -62,6 +62,7 @@ def take_rows(state: list[np.ndarray], specs: list[StateSpec], rows: list[int] |
 class ModelGraphs:
     def __init__(self, backend: Backend, manifest: dict, streaming_graph: str | None, streaming_states: list[dict]):
         self.backend = backend
+        self.manifest = manifest
         self.step_graph = streaming_graph
         self.encoder_states = [StateSpec(d) for d in streaming_states]
         self.predictor_states = [StateSpec(d) for d in manifest["predictor"].get("states", [])]
@@ -95,7 +96,7 @@ class ModelGraphs:
         return {k: np.concatenate([r[k] for r in rows], axis=out_batch_dims.get(k, 0)) for k in rows[0]}
 
     def _finite(self, graph: str, x: np.ndarray) -> np.ndarray:
-        """Refuse NaN/Inf encoder output: searching garbage would silently emit random tokens."""
+        """Refuse NaN/Inf output of any graph: searching garbage would silently emit random tokens."""
         if not np.isfinite(x).all():
             raise FloatingPointError(
                 f"{getattr(self.backend, 'name', 'backend')} {getattr(self.backend, 'precision', '')} graph "
@@ -103,6 +104,33 @@ class ModelGraphs:
                 "(e.g. constant feature frames from digital silence); try another backend/precision or re-export"
             )
         return x
+
+    def check_probes(self, graphs: list[str], where: str) -> None:
+        """Run each graph on its manifest probe input and compare with what the exporter recorded
+        (dualasr.export.manifest, "probes"): a graph file replaced by another with the same I/O (an
+        int8 graph in the fp32 folder, NaN weights, another model) is refused before any audio.
+        Version 1 manifests have no probes; nothing is checked then."""
+        from dualasr.export.manifest import ManifestError, probe_error, probe_inputs, probe_tolerance
+
+        probes = self.manifest.get("probes")
+        if not probes:
+            return
+        precision = getattr(self.backend, "precision", "fp32")
+        limit = probe_tolerance(precision)
+        for g in graphs:
+            probe = probes[g]
+            try:
+                out = self.backend.run(g, probe_inputs(self.manifest, g))[probe["output"]]
+            except Exception as e:  # the runtime's own error types
+                raise ManifestError(f"{where}: graph {g} fails on its probe input ({type(e).__name__}: {e}); "
+                                    "the file was replaced or is broken, re-export") from None
+            error = probe_error(probe, out)
+            if not error <= limit:
+                raise ManifestError(
+                    f"{where}: graph {g} ({getattr(self.backend, 'name', 'backend')} {precision}) does not compute "
+                    f"what was exported: relative error {error:.3g} on its probe input, allowed {limit:g} "
+                    "(a graph from another precision or model, or broken weights, e.g. NaN); re-export"
+                )
 
     # --------------------------------------------------------------------- graphs
 
@@ -144,14 +172,14 @@ class ModelGraphs:
             dims[spec.name] = spec.batch_dim
             out_dims["new_" + spec.name] = spec.batch_dim
         out = self._run("predictor", inputs, dims, out_dims)
-        return out["predictor_out"], [out["new_" + s.name] for s in self.predictor_states]
+        return self._finite("predictor", out["predictor_out"]), [out["new_" + s.name] for s in self.predictor_states]
 
     def joiner(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
         """encoder_out [B, D], predictor_out [B, P] -> logits [B, V]"""
         self._count("joiner")
-        return self._run(
+        return self._finite("joiner", self._run(
             "joiner",
             {"encoder_out": np.ascontiguousarray(encoder_out), "predictor_out": np.ascontiguousarray(predictor_out)},
             {"encoder_out": 0, "predictor_out": 0},
             {"logits": 0},
-        )["logits"]
+        )["logits"])

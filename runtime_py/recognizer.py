@@ -21,7 +21,10 @@ runs the streaming step graph once and the search over its `chunk_frames // subs
 frames. After input_finished() the last partial chunk is zero-padded and only its
 `remaining // subsampling` complete encoder frames are decoded (the step graph is strictly causal,
 so the result equals the streaming-mode encoder over the whole utterance).
-Full: input_finished() then one encoder_full call on the whole utterance and the same search.
+Full: audio up to the manifest's max_full_seconds (30 s) is one encoder_full call on the whole
+utterance after input_finished(), then the same search. Longer audio is decoded in overlapping
+windows of at most that length as it arrives (see windows.py), so memory stays bounded whatever the
+length.
 
 Token timestamps are emission times: (encoder frame index + 1) * subsampling * frame_shift, i.e.
 when the audio that produced the token has been fully heard.
@@ -29,9 +32,12 @@ when the audio that produced the token has been fully heard.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,17 +45,16 @@ import numpy as np
 
 from dualasr.audio import prepare_samples
 
-from .backends import Backend, create_backend
-from .features import AudioFrontend, compute_features
+from .backends import Backend, cap_threads, create_backend
+from .features import AudioFrontend, compute_features, sounding_from
 from .graphs import ModelGraphs, split_states, stack_states
 from .search import Hyp, beam_search_step, greedy_search, initial_hyp
+from .windows import Window, next_window, window_frames
 
 __all__ = ["EndpointRule", "EndpointConfig", "Result", "Stream", "Recognizer", "load_export_manifest"]
 
 MODES = ("streaming", "full")
 DECODINGS = ("greedy", "beam")
-_REQUIRED_KEYS = ("features", "frame_shift_ms", "subsampling", "blank_id", "vocab_size", "tokenizer",
-                  "predictor", "streaming", "graphs", "artifacts")
 
 
 # ----------------------------------------------------------------------------- results / endpoint
@@ -109,19 +114,11 @@ class EndpointConfig:
 
 
 def load_export_manifest(export_dir: str | os.PathLike, verify_checksums: bool = True) -> dict:
-    """load_manifest + the keys the runtime relies on (ManifestError, a ValueError, otherwise).
+    """dualasr.export.manifest.load_manifest: files, checksums and every value the runtime relies
+    on are checked (ManifestError, a ValueError) before any model file is opened."""
+    from dualasr.export.manifest import load_manifest
 
-    Runs before any model file is opened, so a tampered or truncated export fails here."""
-    from dualasr.export.manifest import ManifestError, load_manifest
-
-    manifest = load_manifest(export_dir, verify_checksums=verify_checksums)
-    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise ManifestError(
-            f"{Path(export_dir) / 'manifest.json'} lacks {missing}; it was written by an incompatible "
-            "exporter, re-export with this dualasr version"
-        )
-    return manifest
+    return load_manifest(export_dir, verify_checksums=verify_checksums)
 
 
 # ----------------------------------------------------------------------------- stream
@@ -142,6 +139,21 @@ class Stream:
         self.segment_start_frame = 0
         self.encoder_state = recognizer.graphs.encoder_initial_state() if recognizer.mode == "streaming" else []
         self.hyps: list[Hyp] = [initial_hyp(recognizer.graphs)]
+        self._lock = threading.Lock()  # held while a thread works on the stream; never waited for
+
+    @contextlib.contextmanager
+    def owned(self, action: str):
+        """Hold the stream for one action; a second thread acting on it meanwhile is an error,
+        not a silent data race."""
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                f"{self.name}: {action} while another thread is using this stream; a stream belongs to one "
+                "thread at a time (give each thread its own stream, or guard it with a lock)"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None:
         """Append audio: [N], [N, C] or [C, N]; int16/int32/uint8 or float in [-1, 1]; any rate
@@ -150,13 +162,16 @@ class Stream:
 
         Raises:
             AudioError: NaN/Inf, float samples beyond [-2, 2], bad shape/dtype/rate (the message
-                names the stream); RuntimeError: after input_finished().
+                names the stream); RuntimeError: after input_finished(), or while another thread
+                uses the stream.
         """
-        self.frontend.accept_waveform(sample_rate, samples)
+        with self.owned("accept_waveform"):
+            self.frontend.accept_waveform(sample_rate, samples)
 
     def input_finished(self) -> None:
         """No more audio: the last frames (and the padded last chunk) become decodable."""
-        self.frontend.input_finished()
+        with self.owned("input_finished"):
+            self.frontend.input_finished()
 
     @property
     def input_done(self) -> bool:
@@ -170,6 +185,11 @@ class Stream:
     def frames_available(self) -> int:
         """Feature frames computed but not yet fed to the encoder."""
         return self.frontend.num_available
+
+    @property
+    def token_ids(self) -> list[int]:
+        """The best hypothesis' token ids (what `result` decodes to text, without the decoding)."""
+        return list(max(self.hyps, key=lambda h: h.score).token_ids)
 
     @property
     def result(self) -> Result:
@@ -200,7 +220,8 @@ class Recognizer:
         chunk_ms: which exported chunk size to use (default: the first in the manifest).
         decoding: "greedy" or "beam" (modified beam search).
         beam: beam size for "beam".
-        threads: intra-op threads (0: the runtime's default).
+        threads: intra-op threads (0: the runtime's default); more than the cores this process
+            may use is capped there, with a RuntimeWarning.
         endpoint: None/False (off), True (sherpa-onnx's default rules) or an EndpointConfig.
         providers: onnxruntime execution providers by name (default ["cpu"]).
         max_symbols_per_frame: greedy cap (3, as dualasr.decoding.greedy_search).
@@ -209,8 +230,9 @@ class Recognizer:
     Threads: one Recognizer may serve many streams from many threads (tests/test_robustness.py
     runs 8 threads with results equal to each stream decoded alone). The recognizer itself is
     read-only after construction; all decoding state lives in the Stream. Rules:
-      * a Stream belongs to one thread at a time (accept_waveform/decode/reset/result on the same
-        stream from two threads at once is a data race: guard it yourself);
+      * a Stream belongs to one thread at a time: accept_waveform/input_finished/decode/reset on
+        a stream another thread is using raise RuntimeError (so does listing a stream twice in
+        one decode_streams call);
       * decode()/decode_streams() on *different* streams may run concurrently. onnxruntime
         sessions run concurrently (size `threads` so threads x streams fits the cores);
         ExecuTorch and Core ML serialize their graph calls with a per-backend lock (a loaded
@@ -240,7 +262,10 @@ class Recognizer:
             raise ValueError(f"decoding must be one of {DECODINGS}, got {decoding!r}")
         if beam < 1 or max_symbols_per_frame < 1:
             raise ValueError("beam and max_symbols_per_frame must be >= 1")
-        from dualasr.export.manifest import artifact_path
+        threads, too_many = cap_threads(threads)
+        if too_many:
+            warnings.warn(too_many, RuntimeWarning, stacklevel=2)
+        from dualasr.export.manifest import artifact_path, max_full_seconds
         from dualasr.tokenizer import Tokenizer
 
         self.export_dir = Path(export_dir)
@@ -277,7 +302,11 @@ class Recognizer:
         else:
             self.backend = backend
         self.graphs = ModelGraphs(self.backend, m, step_graph, states)
-        self._full_limits = self._full_frame_limits(self.backend, precision)
+        self.graphs.check_probes(graphs, str(self.export_dir))
+        if mode == "full":
+            lo, hi = self._full_frame_limits(self.backend, precision)
+            size, context = window_frames(max_full_seconds(m), self.frame_shift_s, self.subsampling, hi)
+            self._full_min_frames, self._window = lo, (size, context, self.subsampling)
         self.load_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ setup helpers
@@ -320,11 +349,12 @@ class Recognizer:
         return Stream(self, name)
 
     def is_ready(self, stream: Stream) -> bool:
-        """True when decode() has work: a full chunk (streaming), or the end of input not yet decoded."""
+        """True when decode() has work: a full chunk (streaming), a full-mode window, or the end
+        of input not yet decoded."""
         if stream.flushed:
             return False
         if self.mode == "full":
-            return stream.input_done
+            return stream.input_done or self._next_window(stream) is not None
         return stream.frames_available >= self.chunk_frames or stream.input_done
 
     def decode(self, stream: Stream) -> None:
@@ -333,17 +363,29 @@ class Recognizer:
 
     def decode_streams(self, streams: list[Stream]) -> None:
         """Decode several streams; in streaming mode one step-graph call per chunk serves all of
-        them (batched where the backend has a batch axis, e.g. onnxruntime)."""
-        if self.mode == "full":
+        them (batched where the backend has a batch axis, e.g. onnxruntime).
+
+        Raises:
+            RuntimeError: a stream is listed twice, or another thread is using one of them.
+        """
+        seen: set[int] = set()
+        for s in streams:
+            if id(s) in seen:
+                raise RuntimeError(f"{s.name} is listed twice in decode_streams; list each stream once")
+            seen.add(id(s))
+        with contextlib.ExitStack() as held:
             for s in streams:
-                if self.is_ready(s):
-                    self._decode_full(s)
-            return
-        while True:
-            ready = [s for s in streams if self.is_ready(s)]
-            if not ready:
+                held.enter_context(s.owned("decode"))
+            if self.mode == "full":
+                for s in streams:
+                    if self.is_ready(s):
+                        self._decode_full(s)
                 return
-            self._decode_chunk(ready)
+            while True:
+                ready = [s for s in streams if self.is_ready(s)]
+                if not ready:
+                    return
+                self._decode_chunk(ready)
 
     def _decode_chunk(self, streams: list[Stream]) -> None:
         c, sub = self.chunk_frames, self.subsampling
@@ -367,22 +409,27 @@ class Recognizer:
             if s.input_done and s.frames_available == 0:
                 s.flushed = True
 
+    def _next_window(self, s: Stream) -> Window | None:
+        fbank = s.frontend.fbank
+        return next_window(s.frames_decoded * self.subsampling, fbank.num_frames_ready, s.input_done, *self._window)
+
     def _decode_full(self, s: Stream) -> None:
-        n = s.frames_available
-        feats = s.frontend.read(n)
-        s.flushed = True
-        t = (n // self.subsampling) * self.subsampling  # the encoder drops a partial last frame
-        if t == 0:
-            return
-        lo, hi = self._full_limits
-        if t < lo or (hi is not None and t > hi):
-            limit = f"{lo * self.frame_shift_s:.2f} s to {hi * self.frame_shift_s:.1f} s" if hi else f">= {lo * self.frame_shift_s:.2f} s"
-            raise ValueError(
-                f"{s.name}: {t * self.frame_shift_s:.2f} s of audio is outside what this export's "
-                f"full-context graph accepts ({limit}); use mode='streaming' for it"
-            )
-        enc = self.graphs.encoder_full(np.ascontiguousarray(feats[None, :t]))
-        self._search([s], enc, [enc.shape[1]])
+        """Every full-mode window that is ready (the whole utterance when it fits in one)."""
+        fbank, sub = s.frontend.fbank, self.subsampling
+        while (w := self._next_window(s)) is not None:
+            if w.stop - w.start < self._full_min_frames:
+                s.flushed = True
+                raise ValueError(
+                    f"{s.name}: {(w.stop - w.start) * self.frame_shift_s:.2f} s of audio is shorter than this "
+                    f"export's full-context graph accepts ({self._full_min_frames * self.frame_shift_s:.2f} s); "
+                    "use mode='streaming' for it"
+                )
+            enc = self.graphs.encoder_full(fbank.frames(w.start, w.stop)[None])
+            first, last = (w.keep_from - w.start) // sub, (w.keep_to - w.start) // sub
+            self._search([s], enc[:, first:last], [last - first])
+            fbank.drop_until(w.keep_to - self._window[1])  # the next window's left context stays
+        if s.input_done:
+            s.flushed = True
 
     def _stack_encoder_states(self, streams: list[Stream]) -> list[np.ndarray]:
         return stack_states([s.encoder_state for s in streams], self.graphs.encoder_states)
@@ -393,12 +440,16 @@ class Recognizer:
 
     def _search(self, streams: list[Stream], enc: np.ndarray, valid: list[int]) -> None:
         first = [s.frames_decoded for s in streams]
+        # Frames of leading digital silence are not searched: nothing has been heard, so nothing
+        # can be said (the model never saw such frames and emits e.g. "paym" on them; README).
+        start = [min(valid[i], max(0, sounding_from(s.frontend.fbank, self.subsampling) - first[i]))
+                 for i, s in enumerate(streams)]
         if self.decoding == "greedy":
             hyps = [s.hyps[0] for s in streams]
-            greedy_search(self.graphs, hyps, enc, valid, first, self.max_symbols_per_frame, self.blank_id)
+            greedy_search(self.graphs, hyps, enc, valid, first, self.max_symbols_per_frame, self.blank_id, start)
         else:
             for i, s in enumerate(streams):
-                for t in range(valid[i]):
+                for t in range(start[i], valid[i]):
                     s.hyps = beam_search_step(self.graphs, s.hyps, enc[i, t], first[i] + t, self.beam, self.blank_id)
         for s, v in zip(streams, valid):
             s.frames_decoded += v
@@ -418,10 +469,11 @@ class Recognizer:
     def reset(self, stream: Stream) -> None:
         """Start a new segment: the result is cleared; encoder state, features and the predictor
         context carry on (as sherpa-onnx's Reset), so no audio is lost."""
-        best = max(stream.hyps, key=lambda h: h.score)
-        stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state)]
-        stream.segment += 1
-        stream.segment_start_frame = stream.frames_decoded
+        with stream.owned("reset"):
+            best = max(stream.hyps, key=lambda h: h.score)
+            stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state)]
+            stream.segment += 1
+            stream.segment_start_frame = stream.frames_decoded
 
     # ------------------------------------------------------------------ one-shot
 

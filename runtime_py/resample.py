@@ -35,8 +35,6 @@ class StreamingResampler:
         max_rate = max(self.up, self.down)
         self.half_len = 10 * max_rate
         self.h = firwin(2 * self.half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
-        # Input indices one output can touch: j in [ceil((n*down - half)/up), floor((n*down + half)/up)].
-        self._taps = (2 * self.half_len) // self.up + 2
         self._buf = np.zeros(0, dtype=np.float64)  # input samples from absolute index _buf_start
         self._buf_start = 0
         self._received = 0  # input samples seen
@@ -47,18 +45,26 @@ class StreamingResampler:
         return (n * self.down + self.half_len) // self.up
 
     def _compute(self, n0: int, n1: int) -> np.ndarray:
-        """Outputs n0..n1-1 from the buffered input (input beyond what was received counts as 0)."""
+        """Outputs n0..n1-1 from the buffered input (input beyond what was received counts as 0).
+
+        One scipy upfirdn call over the input segment they need: upfirdn's output m is
+        sum_k seg[k] h[m*down - k*up], which is output n when seg starts at an input index j0 with
+        m = n + (half_len - j0*up) / down an integer; j0 is the first needed input, moved back by
+        fewer than `down` samples (zeros, or samples too old to reach h) until it is.
+        """
+        from scipy.signal import upfirdn
+
         if n1 <= n0:
             return np.zeros(0, dtype=np.float32)
-        n = np.arange(n0, n1, dtype=np.int64)
-        j_first = -((self.half_len - n * self.down) // self.up)  # ceil((n*down - half)/up)
-        j = j_first[:, None] + np.arange(self._taps, dtype=np.int64)[None, :]  # [N, taps]
-        k = n[:, None] * self.down + self.half_len - j * self.up
-        valid = (k >= 0) & (k < self.h.size) & (j >= 0) & (j < self._received)
-        local = np.clip(j - self._buf_start, 0, max(self._buf.size - 1, 0))
-        x = self._buf[local] if self._buf.size else np.zeros_like(local, dtype=np.float64)
-        y = np.where(valid, x * self.h[np.clip(k, 0, self.h.size - 1)], 0.0).sum(axis=1)
-        return y.astype(np.float32)
+        up, down, half = self.up, self.down, self.half_len
+        j_first = max(0, -((half - n0 * down) // up))  # ceil((n0*down - half)/up)
+        j0 = j_first - ((j_first * up - half) * pow(up, -1, down)) % down if down > 1 else j_first
+        j_end = min(self._received, ((n1 - 1) * down + half) // up + 1)
+        lead = max(0, self._buf_start - j0)  # before the buffer: never reaches h, so zeros are exact
+        seg = np.concatenate([np.zeros(lead), self._buf[max(j0, self._buf_start) - self._buf_start:max(0, j_end - self._buf_start)]])
+        m0 = n0 + (half - j0 * up) // down
+        z = upfirdn(self.h, seg, up, down)[m0:m0 + (n1 - n0)] if seg.size else np.zeros(0)
+        return np.concatenate([z, np.zeros(n1 - n0 - z.size)]).astype(np.float32)
 
     def _trim(self) -> None:
         """Forget input no future output needs (keeps memory flat on long streams)."""

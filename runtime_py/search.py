@@ -81,6 +81,7 @@ def greedy_search(
     first_frame: list[int],
     max_symbols_per_frame: int = 3,
     blank_id: int = 0,
+    start: list[int] | None = None,
 ) -> None:
     """Extend each stream's greedy hypothesis in place with new encoder frames.
 
@@ -89,9 +90,11 @@ def greedy_search(
         encoder_out: [B, T, D] new encoder frames.
         num_frames: valid frames per row (<= T; the rest is padding).
         first_frame: absolute index of each row's frame 0 (for emission timestamps).
+        start: per row, the first frame searched (default 0); earlier frames emit nothing.
     """
+    start = start or [0] * len(hyps)
     for t in range(encoder_out.shape[1]):
-        active = [b for b in range(len(hyps)) if t < num_frames[b]]
+        active = [b for b in range(len(hyps)) if start[b] <= t < num_frames[b]]
         for _ in range(max_symbols_per_frame):
             if not active:
                 break

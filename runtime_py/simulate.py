@@ -19,21 +19,30 @@ max(t_k, end of the previous processing) and takes the measured compute time. Th
 clock a real-time run would see, without sleeping. With realtime=True the feed is actually paced
 at wall-clock speed and latencies are measured on the wall clock.
 
-End of speech: given (e.g. a manifest's "speech_end"), else dualasr.metrics.energy_end_of_speech.
+End of speech: given (e.g. a manifest's "speech_end"), else dualasr.metrics.EndOfSpeech.
+
+`simulate_file` reads the file block by block (dualasr.audio.AudioReader) and resamples each
+block with a StreamingResampler, so a file of any length needs the same memory.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import resource
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from dualasr.metrics import emission_latency, energy_end_of_speech, latency_percentiles
+from dualasr.metrics import EndOfSpeech, emission_latency, latency_percentiles
 
-__all__ = ["SimulationResult", "SetSimulation", "simulate", "simulate_set", "peak_rss_mb", "current_rss_mb"]
+__all__ = ["SimulationResult", "SetSimulation", "simulate", "simulate_file", "simulate_set", "peak_rss_mb",
+           "current_rss_mb"]
+
+FEED_MS = 100.0  # a typical microphone buffer; smaller than a chunk, so a chunk is decoded as soon as it is complete
 
 
 def peak_rss_mb() -> float:
@@ -129,60 +138,108 @@ def simulate(
 
     Args:
         samples: [N] audio (any dtype/rate accepted by Stream.accept_waveform).
-        feed_ms: piece size (default 100 ms, a typical microphone buffer; smaller than a chunk, so
-            a chunk is decoded as soon as its last frame is complete).
+        feed_ms: piece size (default FEED_MS).
         realtime: sleep so pieces arrive at wall-clock speed.
         speech_end_s: end of speech (default: energy-based detection on the samples).
     """
     from dualasr.audio import prepare_samples
 
     x = prepare_samples(samples, sample_rate, recognizer.sample_rate, name=name)
+    piece = _piece_samples(recognizer, feed_ms)
+    pieces = (x[start:start + piece] for start in range(0, x.size, piece))
+    return _run(recognizer, pieces, feed_ms, realtime, speech_end_s, name)
+
+
+def simulate_file(recognizer, path: str | os.PathLike, feed_ms: float | None = None, realtime: bool = False,
+                  name: str | None = None) -> SimulationResult:
+    """simulate() on an audio file ("-": standard input), read and resampled block by block.
+
+    Raises:
+        AudioError: the file is unusable (named in the message).
+    """
+    from dualasr.audio import AudioReader
+
+    with AudioReader(path, name) as reader:
+        return _run(recognizer, _file_pieces(reader, recognizer.sample_rate, _piece_samples(recognizer, feed_ms)),
+                    feed_ms, realtime, None, reader.name)
+
+
+def _piece_samples(recognizer, feed_ms: float | None) -> int:
+    return max(1, int(round(recognizer.sample_rate * float(feed_ms or FEED_MS) / 1000.0)))
+
+
+def _file_pieces(reader, rate: int, piece: int) -> Iterator[np.ndarray]:
+    """A file's audio as checked mono float32 pieces of `piece` samples at `rate`."""
+    from dualasr.audio import prepare_samples
+
+    from .resample import StreamingResampler
+
+    resampler = None
+    pending = np.zeros(0, dtype=np.float32)
+    for block in reader.blocks(max(piece, reader.sample_rate)):  # about one second per read
+        x = prepare_samples(block, reader.sample_rate, reader.sample_rate, name=reader.name, channel_axis=1)
+        if reader.sample_rate != rate:
+            resampler = resampler or StreamingResampler(reader.sample_rate, rate)
+            x = resampler.accept(x)
+        pending = np.concatenate([pending, x])
+        while pending.size >= piece:
+            yield pending[:piece]
+            pending = pending[piece:]
+    if resampler is not None:
+        pending = np.concatenate([pending, resampler.flush()])
+    for start in range(0, pending.size, piece):
+        yield pending[start:start + piece]
+
+
+def _run(recognizer, pieces: Iterable[np.ndarray], feed_ms: float | None, realtime: bool,
+         speech_end_s: float | None, name: str) -> SimulationResult:
+    """Feed model-rate float32 pieces as they would arrive and measure (see the module docstring)."""
     rate = recognizer.sample_rate
-    feed_ms = float(feed_ms or 100)
-    piece = max(1, int(round(rate * feed_ms / 1000.0)))
-    if speech_end_s is None:
-        speech_end_s = energy_end_of_speech(x, rate)
+    ends = EndOfSpeech(rate) if speech_end_s is None else None
     stream = recognizer.create_stream(name)
 
     feed_times: list[float] = []  # per piece: accept_waveform + all decoding it triggered
     chunk_times: list[float] = []  # per decode() call that had work (normally one chunk)
     clock = 0.0  # simulated (or real) time when the processor is next free, s from audio start
     first_partial: float | None = None
-    history: list[tuple[float, list[int]]] = []  # (time available, token ids) after each piece
+    last_ids: list[int] = []
+    changed_at: float | None = None  # when the partial result last changed: the final text is out then
+    received = 0
     wall0 = time.perf_counter()
-    starts = list(range(0, x.size, piece))
-    for start in starts + [None]:  # None: end of input
-        arrival = x.size / rate if start is None else min(start + piece, x.size) / rate
+    for piece in itertools.chain(pieces, [None]):  # None: end of input
+        if piece is not None:
+            received += piece.size
+            if ends is not None:
+                ends.accept(piece)
+        arrival = received / rate
         if realtime:
             delay = arrival - (time.perf_counter() - wall0)
             if delay > 0:
                 time.sleep(delay)
         t0 = time.perf_counter()
-        if start is None:
+        if piece is None:
             stream.input_finished()
         else:
-            stream.accept_waveform(rate, x[start : start + piece])
+            stream.accept_waveform(rate, piece)
         while recognizer.is_ready(stream):
             t1 = time.perf_counter()
             recognizer.decode(stream)
             chunk_times.append(time.perf_counter() - t1)
-        ids = stream.result.token_ids
+        # token_ids where the stream has it: building the whole result text per piece would make
+        # an hour-long file quadratic in time.
+        ids = stream.token_ids if hasattr(stream, "token_ids") else stream.result.token_ids
         dt = time.perf_counter() - t0
         feed_times.append(dt)
         done = (time.perf_counter() - wall0) if realtime else max(clock, arrival) + dt
         clock = done
         if first_partial is None and ids:
             first_partial = done
-        history.append((done, list(ids)))
+        if ids != last_ids:
+            last_ids, changed_at = ids, done
 
     final = stream.result
-    final_time = None
-    if final.token_ids:
-        for t, ids in history:
-            if ids == final.token_ids:
-                final_time = t
-                break
-    audio_s = x.size / rate
+    audio_s = received / rate
+    speech_end_s = ends.seconds if ends is not None else speech_end_s
     compute = float(sum(feed_times))
     return SimulationResult(
         name=name,
@@ -190,7 +247,7 @@ def simulate(
         token_ids=final.token_ids,
         timestamps=final.timestamps,
         audio_s=audio_s,
-        feed_ms=feed_ms,
+        feed_ms=float(feed_ms or FEED_MS),
         mode=recognizer.mode,
         backend=getattr(recognizer, "backend_name", "?"),
         feeds=len(feed_times),
@@ -205,7 +262,7 @@ def simulate(
         first_partial_latency_s=first_partial,
         speech_end_s=float(speech_end_s),
         emission_latency_s=emission_latency(final.timestamps, speech_end_s),
-        final_latency_s=None if final_time is None else final_time - float(speech_end_s),
+        final_latency_s=None if not final.token_ids or changed_at is None else changed_at - float(speech_end_s),
         load_s=float(getattr(recognizer, "load_seconds", float("nan"))),
         peak_rss_mb=peak_rss_mb(),
     )

@@ -257,7 +257,7 @@ def test_failed_export_leaves_previous_export_untouched(stub_formats, random_che
     export_checkpoint(random_checkpoint, out, ["good"], ["none"], [320])
     before = (out / "manifest.json").read_bytes()
     with pytest.raises(ExportError, match="nothing was exported"):
-        export_checkpoint(random_checkpoint, out, ["bad", "absent"], ["int8"], [320])
+        export_checkpoint(random_checkpoint, out, ["bad", "absent"], ["int8"], [320], replace=True)
     assert (out / "manifest.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folders left behind
     # A successful re-export replaces it in one rename.

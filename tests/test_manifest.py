@@ -21,6 +21,21 @@ from dualasr.export.manifest import (
 )
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "dualasr" / "assets" / "default" / "export" / "manifest.json"
+
+
+def model_fields() -> dict:
+    """A real manifest's model, features and graphs fields (the built-in model's export), with the
+    version-2 fields; the test exports below add their own files and artifacts."""
+    m = json.loads(SHIPPED.read_text())
+    for key in ("files", "artifacts", "manifest_sha256"):
+        m.pop(key, None)
+    m["max_full_seconds"] = 30.0
+    m["probes"] = {g: {"output": spec["outputs"][0]["name"], "projection": [0.0] * 16, "rms": 0.0}
+                   for g, spec in m["graphs"].items()}
+    return m
+
+
 @pytest.fixture()
 def export(tmp_path: Path) -> Path:
     """A small fake export: two graphs sharing one weights file, a tokenizer, a checkpoint."""
@@ -33,6 +48,7 @@ def export(tmp_path: Path) -> Path:
     (d / "tokens.txt").write_text("<blk> 0\n")
     (d / "checkpoint.pt").write_bytes(b"ckpt")
     write_manifest(d, {
+        **model_fields(),
         "model": {"d_model": 8},
         "tokenizer": {"file": "tokenizer.model", "tokens_txt": "tokens.txt"},
         "checkpoint": "checkpoint.pt",
