@@ -25,7 +25,7 @@ __all__ = ["StreamingResampler"]
 
 class StreamingResampler:
     def __init__(self, in_rate: int, out_rate: int):
-        from scipy.signal import firwin  # scipy is already a dependency of dualasr.audio
+        from dualasr.polyphase import firwin  # scipy's, in numpy: the runtime does not need scipy
 
         if in_rate <= 0 or out_rate <= 0:
             raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
