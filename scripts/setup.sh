@@ -40,7 +40,8 @@ fi
 PY=${PYTHON:-python3}
 # The CPU wheel first: an unpinned resolver would otherwise pull a multi-GB CUDA build.
 $PY -m pip install -q "torch==2.13.0"
-$PY -m pip install -q -e ".[test,tts]"
+# Everything: a plain `pip install .` is only the torch-free runtime (pyproject.toml lists the extras).
+$PY -m pip install -q -e ".[all]"
 $PY -c "import dualasr, dualasr.export, dualasr.runtime, torch, onnxruntime, executorch, coremltools, sherpa_onnx; print('setup ok: torch', torch.__version__)"
 # Every corpus engine must be able to speak; this names what is missing and fails.
 $PY -c "from dualasr.corpus.tts import ENGINES, check_engine; [check_engine(e) for e in ENGINES]; print('tts engines ok:', ', '.join(ENGINES))"
