@@ -84,7 +84,8 @@ def ensure_host() -> None:
                          "e.g. sudo make test-arm PYTHON=$(command -v python3)")
     if shutil.which("ffmpeg") is None:
         raise CheckError("ffmpeg not found: run `make setup` first")
-    tools = {"qemu-aarch64-static": "qemu-user-static", "update-binfmts": "binfmt-support", "debootstrap": "debootstrap"}
+    tools = {"qemu-aarch64-static": "qemu-user-static", "update-binfmts": "binfmt-support",
+             "debootstrap": "debootstrap"}
     missing = [pkg for tool, pkg in tools.items() if shutil.which(tool) is None]
     if missing:
         print(f"test-arm: installing {' '.join(missing)} (apt)", flush=True)
@@ -114,7 +115,8 @@ def ensure_rootfs() -> None:
         if not (ROOTFS / ROOTFS_OURS).is_file():
             raise CheckError(f"{ROOTFS} exists and was not made by test-arm; move it away or set DUALASR_ARM_ROOTFS")
         if _mounts_under(ROOTFS):
-            raise CheckError(f"an unfinished {ROOTFS} still has mounts: {', '.join(_mounts_under(ROOTFS))}; unmount them")
+            mounts = ", ".join(_mounts_under(ROOTFS))
+            raise CheckError(f"an unfinished {ROOTFS} still has mounts: {mounts}; unmount them")
         print(f"test-arm: removing the unfinished {ROOTFS}", flush=True)
         shutil.rmtree(ROOTFS)
     ROOTFS.mkdir(parents=True)
@@ -194,11 +196,12 @@ def install_wheel(chroot: Chroot) -> list[dict]:
         shutil.copy2(wheel, work / wheel.name)
     # A new venv whenever the dependencies change, so `pip list` shows exactly what they pull in.
     venv, deps = ROOTFS / VENV.lstrip("/"), "\n".join(base_dependencies()) + "\n"
-    if not (venv / "bin" / "python").exists() or not (venv / DEPS_STAMP).is_file() or (venv / DEPS_STAMP).read_text() != deps:
+    stamp = venv / DEPS_STAMP
+    if not (venv / "bin" / "python").exists() or not stamp.is_file() or stamp.read_text() != deps:
         print(f"test-arm: creating {VENV} in the arm64 root", flush=True)
         shutil.rmtree(venv, ignore_errors=True)  # inside our root filesystem, made by this script
         chroot.run(["python3", "-m", "venv", VENV])
-        (venv / DEPS_STAMP).write_text(deps)
+        stamp.write_text(deps)
     print("test-arm: installing the wheel on aarch64 (dependencies: PyPI aarch64 wheels only)", flush=True)
     chroot.run([f"{VENV}/bin/pip", "uninstall", "-q", "-y", "dualasr"])  # same version, new code
     chroot.run([f"{VENV}/bin/pip", "install", "-q", "--only-binary=:all:", f"{WORK}/{wheel.name}"])
@@ -213,7 +216,8 @@ def held_out_prompts() -> list[dict]:
     prompts = [json.loads(line) for line in TEST_SET.read_text(encoding="utf-8").splitlines() if line.strip()]
     missing = [p["audio"] for p in prompts if not Path(p["audio"]).is_file()]
     if missing:
-        raise CheckError(f"{len(missing)} prompts missing (e.g. {missing[0]}): run `make setup` (asterisk-core-sounds-en-g722)")
+        raise CheckError(f"{len(missing)} prompts missing (e.g. {missing[0]}): run `make setup` "
+                         "(it installs asterisk-core-sounds-en-g722)")
     return prompts
 
 
@@ -259,7 +263,8 @@ def transcribe_both(chroot: Chroot, files: list[dict], mode: str, precision: str
     for f in files:
         h, g = a["files"][f["file"]], b["files"][f["file"]]
         rows.append({"file": f["file"], "x86_64": h["text"], "aarch64": g["text"], "same_text": h["text"] == g["text"],
-                     "same_tokens": h["tokens"] == g["tokens"], "tokens": {"x86_64": h["tokens"], "aarch64": g["tokens"]}})
+                     "same_tokens": h["tokens"] == g["tokens"],
+                     "tokens": {"x86_64": h["tokens"], "aarch64": g["tokens"]}})
     return {"mode": mode, "precision": precision, "chunk_ms": a["chunk_ms"], "files": rows,
             "all_same": all(r["same_tokens"] and r["same_text"] for r in rows)}
 
@@ -292,7 +297,8 @@ def judge(runs: list[dict]) -> None:
                  "int8_vs_fp32_on_x86_64": _token_edits(r["files"], "x86_64", f, "x86_64"),
                  "int8_vs_fp32_on_aarch64": _token_edits(r["files"], "aarch64", f, "aarch64")}
         r["token_edits"] = edits
-        r["passed"] = edits["x86_64_vs_aarch64"] <= max(edits["int8_vs_fp32_on_x86_64"], edits["int8_vs_fp32_on_aarch64"])
+        own_noise = max(edits["int8_vs_fp32_on_x86_64"], edits["int8_vs_fp32_on_aarch64"])
+        r["passed"] = edits["x86_64_vs_aarch64"] <= own_noise
 
 
 # Both machines' encoder_full outputs, fp32 and int8, for one file: how far int8 is from fp32 on
@@ -323,7 +329,8 @@ def compare_encoders(chroot: Chroot, name: str) -> dict:
     run([sys.executable, "-c", ENCODER_PROBE, str(work / "audio" / name), str(work / "encoder" / "x86_64")],
         env={**os.environ, "OMP_NUM_THREADS": "1"})
     chroot.run([f"{VENV}/bin/python", "-c", ENCODER_PROBE, f"{WORK}/audio/{name}", f"{WORK}/encoder/aarch64"])
-    out = {(side, p): np.load(work / "encoder" / f"{side}-{p}.npy") for side in ("x86_64", "aarch64") for p in ("fp32", "int8")}
+    out = {(side, p): np.load(work / "encoder" / f"{side}-{p}.npy")
+           for side in ("x86_64", "aarch64") for p in ("fp32", "int8")}
 
     def rel(a, b) -> float:
         return float(np.linalg.norm(out[a] - out[b]) / np.linalg.norm(out[b]))
@@ -342,6 +349,10 @@ def check_torch_commands(chroot: Chroot) -> dict:
     ok = proc.returncode == 2 and len(lines) == 1 and "dualasr[export]" in lines[0]
     return {"command": "dualasr export --out ...", "exit_status": proc.returncode, "stderr": proc.stderr.strip(),
             "ok": ok}
+
+
+def emulator() -> str:
+    return run(["qemu-aarch64-static", "--version"]).stdout.splitlines()[0]
 
 
 def arm_platform(chroot: Chroot) -> dict:
@@ -367,14 +378,15 @@ def record_baseline(chroot: Chroot) -> None:
         lines.append(json.dumps({"id": p["id"], "audio": f"{WORK}/bench-audio/{name}", "text": p["text"]}))
     (work / "test.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     shutil.copy2(REPO / "scripts" / "arm_bench.sh", work / "arm_bench.sh")
-    export = chroot.run([f"{VENV}/bin/python", "-c", "from dualasr.runtime.cli import default_export_dir as d; print(d())"])
+    code = "from dualasr.runtime.cli import default_export_dir; print(default_export_dir())"
+    export = chroot.run([f"{VENV}/bin/python", "-c", code])
     print("test-arm: running the ARM bench on aarch64 under qemu (RTFs are emulated)", flush=True)
     # One timed pass and no matmul microbenchmark: emulated timings are not worth repeating.
     chroot.run(["/usr/bin/bash", f"{WORK}/arm_bench.sh", export.stdout.strip(), f"{WORK}/test.jsonl",
                 f"{WORK}/baseline.json", "--repeat", "1", "--no-compute"], env=[f"PATH={VENV}/bin:/usr/bin:/bin"])
     results = json.loads((work / "baseline.json").read_text(encoding="utf-8"))
     results["recorded_under"] = (
-        f"{run(['qemu-aarch64-static', '--version']).stdout.splitlines()[0]} (user-mode emulation) on "
+        f"{emulator()} (user-mode emulation) on "
         f"{platform.machine()}, Debian {SUITE} arm64, by `python scripts/test_arm.py --record-baseline`: WER and "
         "sizes are aarch64's, RTFs are emulated; record a baseline on the runner to gate RTF"
     )
@@ -402,7 +414,7 @@ def check(chroot: Chroot, packages: list[dict]) -> dict:
                 f"Debian {SUITE} arm64 root under qemu-user); equal = same token ids and text",
         "criteria": CRITERIA,
         "x86_64": {"platform": platform.platform(), "python": platform.python_version()},
-        "aarch64": {**arm_platform(chroot), "emulator": run(["qemu-aarch64-static", "--version"]).stdout.splitlines()[0],
+        "aarch64": {**arm_platform(chroot), "emulator": emulator(),
                     "packages": {p["name"]: p["version"] for p in packages}, "forbidden_packages": forbidden},
         "audio": files,
         "runs": runs,

@@ -12,7 +12,8 @@ from dualasr.polyphase import firwin, resample_poly, upfirdn
 RATIOS = [(2, 1), (160, 441), (320, 441), (1, 3), (1, 2), (3, 2), (5, 7), (1, 1)]
 
 
-@pytest.mark.parametrize("numtaps, cutoff, beta", [(41, 0.5, 5.0), (201, 0.1, 5.0), (8821, 1 / 441, 5.0), (8, 0.3, 8.6)])
+@pytest.mark.parametrize("numtaps, cutoff, beta",
+                         [(41, 0.5, 5.0), (201, 0.1, 5.0), (8821, 1 / 441, 5.0), (8, 0.3, 8.6)])
 def test_firwin_is_scipys(numtaps, cutoff, beta):
     ours = firwin(numtaps, cutoff, window=("kaiser", beta))
     np.testing.assert_allclose(ours, scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta)), rtol=0, atol=1e-15)
