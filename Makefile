@@ -2,7 +2,7 @@
 PYTHON ?= python3
 STAMP := .setup-done
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast test-arm clean
 
 $(STAMP): pyproject.toml
 	bash scripts/setup.sh
@@ -18,6 +18,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -q -m "not slow"
+
+# The torch-free runtime on aarch64 (Debian arm64 under qemu-user) gives x86's transcripts; writes
+# benchmarks/results/arm64_qemu.json. Needs root; caches the root filesystem in .cache/ (built on the first run).
+test-arm: $(STAMP)
+	$(PYTHON) scripts/test_arm.py
 
 clean:
 	rm -rf $(STAMP) build *.egg-info .pytest_cache

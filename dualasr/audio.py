@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+from dualasr.polyphase import resample_poly
 
 from dualasr.fileio import atomic_write
 

