@@ -179,8 +179,8 @@ def lower_graph(
                 ep = torch.export.export(gm, example, dynamic_shapes=dynamic_shapes)
             _tag_delegate_constants(ep)
             stage = "to_edge_transform_and_lower (XNNPACK)"
-            # The edge-dialect IR verifier re-walks every node after every pass; what it would
-            # catch fails to_executorch or the runtime self-check below instead, at no cost.
+            # The edge-dialect IR verifier is one more walk over every node; what it would catch
+            # fails to_executorch or the runtime self-check in write() instead.
             edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
                                                compile_config=EdgeCompileConfig(_check_ir_validity=False))
             stage = "to_executorch"
