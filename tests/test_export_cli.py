@@ -1,5 +1,5 @@
-"""`dualasr export` on the command line: one line per artifact plus the summary, every converter
-message in OUT/export.log, and the result verifies."""
+"""`dualasr export` on the command line: one line per artifact plus the summary (at most 40
+lines, progress-bar redraws counted), every converter message in OUT/export.log."""
 
 from __future__ import annotations
 
