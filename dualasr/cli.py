@@ -105,11 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--calibration", help="manifest for static int8 calibration (optional)")
     e.add_argument("--replace", action="store_true",
                    help="replace an existing export at --out even if it holds formats this run does not rebuild")
+    e.add_argument("--jobs", type=int, default=0,
+                   help="writers run at once in worker processes (default 0: one per core, at most 4; 1: in this process)")
     e.set_defaults(func=_export)
 
     v = sub.add_parser("verify", help="check an export against its checkpoint")
     v.add_argument("export_dir")
-    v.add_argument("--audio", nargs="*", help="audio files for the int8 agreement check")
+    v.add_argument("--audio", nargs="*", help="audio files to verify on (default: 4 held-out real prompts "
+                   "when the Asterisk prompts are installed, else pseudo-speech)")
     v.add_argument("--json", help="write the report here")
     v.set_defaults(func=_verify)
 
@@ -137,7 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .fileio import Terminated
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["corpus"]:
+        # Everything after `corpus` is the corpus builder's own command line: argparse's REMAINDER
+        # would refuse a leading option such as --help or --num-train.
+        args = argparse.Namespace(command="corpus", rest=argv[1:], func=_corpus)
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:

@@ -35,6 +35,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,10 +58,13 @@ from .manifest import (
     write_manifest,
 )
 from .wrappers import FRAME_SHIFT_MS, FullEncoder, JoinerStep, PredictorStep, StreamingEncoderStep, graphs_for
+from .console import LOG_NAME
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "ExportError",
+    "default_jobs",
+    "export_quietly",
     "FORMATS",
     "calibration_graph_inputs",
     "example_inputs_for",
@@ -404,7 +408,7 @@ def check_replaceable(out_dir: Path, shown: str | os.PathLike[str], artifacts: s
             f"--out {shown} holds a {MANIFEST_NAME} but is not an intact dualasr export ({e}); refusing to "
             "replace it: choose a new folder, or move its contents away yourself"
         ) from None
-    listed = set(old["files"]) | {MANIFEST_NAME}
+    listed = set(old["files"]) | {MANIFEST_NAME, LOG_NAME}  # the log is the exporter's own (console.py)
     listed_dirs = {str(PurePosixPath(f).parent) for f in listed}
     listed_dirs |= {str(p) for d in listed_dirs for p in PurePosixPath(d).parents}
     foreign = []
@@ -477,6 +481,7 @@ def export_checkpoint(
     calibration: list[dict] | None = None,
     log: Callable[[str], None] | None = None,
     replace: bool = False,
+    jobs: int = 1,
 ) -> dict:
     """Export `checkpoint` (None: the built-in model) to out_dir.
 
@@ -492,6 +497,8 @@ def export_checkpoint(
         log: progress lines (default: silent).
         replace: replace an existing export at out_dir even if it holds formats/precisions this
             export does not (they are dropped); without it such an export is refused.
+        jobs: writers run at once; above 1 they run in that many worker processes (see
+            `_run_writers`), 1 runs them one after another in this process.
 
     Returns:
         The manifest as written. manifest["errors"] maps "format/precision" to an error message
@@ -551,43 +558,19 @@ def export_checkpoint(
             "errors": {},
         }
         manifest["probes"] = graph_probes(graphs, manifest)
-        for fmt, module, precision in plan:
-            key = f"{fmt}/{precision}"
-            say(f"export {key} ...")
-            t0 = time.perf_counter()
-            try:
-                writer = _load_writer(fmt, module)
-                # A fresh copy per writer: quantizers and converters may modify modules in place.
-                fresh = copy.deepcopy(model).eval()
-                fresh_graphs = graphs_for(fresh, list(chunk_ms))
-                fresh_examples = {k: tuple(t.clone() for t in v) for k, v in examples.items()}
-                entry = writer.write(fresh_graphs, fresh_examples, tmp, precision, calibration)
-                _check_entry(tmp, fmt, precision, entry)
-            except Exception as e:  # one format failing must not sink the others
-                detail = str(e) if isinstance(e, ExportError) else f"{type(e).__name__}: {e}"
-                manifest["errors"][key] = detail
-                say(f"export {key} FAILED: {detail}")
-                if not isinstance(e, ExportError) and os.environ.get("DUALASR_DEBUG"):
-                    traceback.print_exc()
-                shutil.rmtree(tmp / fmt / precision, ignore_errors=True)
-                if (tmp / fmt).is_dir() and not any((tmp / fmt).iterdir()):
-                    (tmp / fmt).rmdir()
+        for w in _run_writers(plan, checkpoint, model, list(chunk_ms), examples, calibration, tmp, jobs, say):
+            key = f"{w.fmt}/{w.precision}"
+            if w.error is not None:
+                manifest["errors"][key] = w.error
                 continue
-            seconds = time.perf_counter() - t0
-            entry = dict(entry)
+            entry = dict(w.entry)
             sharing = entry.pop("weight_sharing", None)
             if sharing:
                 manifest["weight_sharing"][key] = sharing
-            manifest["artifacts"].setdefault(fmt, {})[precision] = entry
-            manifest["export_seconds"][fmt] = round(manifest["export_seconds"].get(fmt, 0.0) + seconds, 3)
-            manifest["export_seconds_by_precision"].setdefault(fmt, {})[precision] = round(seconds, 3)
-            folder = f"{fmt}/{precision}"
-            total = _folder_bytes(tmp, [folder]) if (tmp / folder).is_dir() else _folder_bytes(tmp, _entry_paths(entry))
-            size = {"bytes": total}
-            if isinstance(entry.get("weights"), str):
-                size["weights_bytes"] = (tmp / entry["weights"]).stat().st_size
-            manifest["sizes"].setdefault(fmt, {})[precision] = size
-            say(f"export {key} done in {seconds:.1f} s ({total / 1e6:.2f} MB)")
+            manifest["artifacts"].setdefault(w.fmt, {})[w.precision] = entry
+            manifest["export_seconds"][w.fmt] = round(manifest["export_seconds"].get(w.fmt, 0.0) + w.seconds, 3)
+            manifest["export_seconds_by_precision"].setdefault(w.fmt, {})[w.precision] = round(w.seconds, 3)
+            manifest["sizes"].setdefault(w.fmt, {})[w.precision] = w.size
 
         if not manifest["artifacts"]:
             raise ExportError("nothing was exported:\n  " + "\n  ".join(f"{k}: {v}" for k, v in manifest["errors"].items()))
@@ -602,6 +585,132 @@ def export_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+# ----------------------------------------------------------------------------- writer orchestration
+
+
+@dataclass
+class _Written:
+    """One format/precision's outcome: its artifacts entry, or the error that stopped it."""
+
+    fmt: str
+    precision: str
+    entry: dict | None = None
+    seconds: float = 0.0
+    size: dict | None = None
+    error: str | None = None
+
+
+def _write_artifact(fmt: str, module: str, precision: str, model: nn.Module, chunk_ms: list[int],
+                    examples: dict[str, tuple[Tensor, ...]], calibration: list[dict] | None, tmp: Path) -> _Written:
+    """Run one writer into tmp; a failure is returned (and its partial files removed), not raised:
+    one format failing must not sink the others."""
+    t0 = time.perf_counter()
+    try:
+        writer = _load_writer(fmt, module)
+        # A fresh copy per writer: quantizers and converters may modify modules in place.
+        fresh = copy.deepcopy(model).eval()
+        fresh_examples = {k: tuple(t.clone() for t in v) for k, v in examples.items()}
+        entry = writer.write(graphs_for(fresh, chunk_ms), fresh_examples, tmp, precision, calibration)
+        _check_entry(tmp, fmt, precision, entry)
+    except Exception as e:
+        if not isinstance(e, ExportError) and os.environ.get("DUALASR_DEBUG"):
+            traceback.print_exc()
+        _remove_partial(tmp, fmt, precision)
+        return _Written(fmt, precision, error=str(e) if isinstance(e, ExportError) else f"{type(e).__name__}: {e}")
+    folder = f"{fmt}/{precision}"
+    total = _folder_bytes(tmp, [folder]) if (tmp / folder).is_dir() else _folder_bytes(tmp, _entry_paths(entry))
+    size = {"bytes": total}
+    if isinstance(entry.get("weights"), str):
+        size["weights_bytes"] = (tmp / entry["weights"]).stat().st_size
+    return _Written(fmt, precision, entry, time.perf_counter() - t0, size)
+
+
+def _remove_partial(tmp: Path, fmt: str, precision: str) -> None:
+    """A failed writer's files: its precision folder, and the format folder if nothing is left."""
+    shutil.rmtree(tmp / fmt / precision, ignore_errors=True)
+    if (tmp / fmt).is_dir() and not any((tmp / fmt).iterdir()):
+        (tmp / fmt).rmdir()
+
+
+def _writer_job(checkpoint: Path, chunk_ms: list[int], calibration: list[dict] | None, tmp: Path,
+                items: list[tuple[str, str, str]], threads: int) -> list[_Written]:
+    """Worker-process body: load the model itself and run `items` (format, module, precision)."""
+    from dualasr.checkpoint import load_model
+
+    torch.set_num_threads(threads)
+    model = load_model(checkpoint)[0]
+    examples = example_inputs_for(graphs_for(model, chunk_ms), model)
+    return [_write_artifact(fmt, module, precision, model, chunk_ms, examples, calibration, tmp)
+            for fmt, module, precision in items]
+
+
+def _jobs_of(plan: list[tuple[str, str, str]]) -> list[list[tuple[str, str, str]]]:
+    """Split the plan into independent jobs, slowest first (measured: ExecuTorch int8, fp32, Core ML,
+    the rest; benchmarks/results/export_profile.json): each ExecuTorch precision on its own
+    (lowering is the slowest step), every other format as one job (Core ML's int8 is compressed
+    from its fp16 conversion, which that job converts once)."""
+    jobs: dict[str, list[tuple[str, str, str]]] = {}
+    for item in plan:
+        fmt, _, precision = item
+        jobs.setdefault(f"{fmt}/{precision}" if fmt == "executorch" else fmt, []).append(item)
+    order = {"executorch/int8": 0, "executorch/fp32": 1, "coreml": 2}
+    return sorted(jobs.values(), key=lambda job: order.get(f"{job[0][0]}/{job[0][2]}", order.get(job[0][0], 3)))
+
+
+def _run_writers(plan: list[tuple[str, str, str]], checkpoint: Path, model: nn.Module, chunk_ms: list[int],
+                 examples: dict[str, tuple[Tensor, ...]], calibration: list[dict] | None, tmp: Path, jobs: int,
+                 say: Callable[[str], None]) -> list[_Written]:
+    """Run every writer of the plan into tmp and report one progress line per format/precision.
+
+    jobs == 1: one after another in this process. jobs > 1: the plan's jobs (`_jobs_of`) in up
+    to `jobs` spawned worker processes, each with cpu_count // jobs torch threads; ExecuTorch's
+    and Core ML's converters are single-threaded Python, so on 2 cores two jobs take about half
+    the time. Workers inherit stdout/stderr (the export log, under the CLI). Results come back in
+    plan order whatever order they finished in.
+    """
+    def report(w: _Written) -> None:
+        key = f"{w.fmt}/{w.precision}"
+        if w.error is not None:
+            say(f"export {key} FAILED: {w.error}")
+        else:
+            say(f"export {key} done in {w.seconds:.1f} s ({w.size['bytes'] / 1e6:.2f} MB)")
+
+    results: list[_Written] = []
+    groups = _jobs_of(plan)
+    if jobs <= 1 or len(groups) == 1:
+        for fmt, module, precision in plan:
+            say(f"export {fmt}/{precision} ...")
+            results.append(_write_artifact(fmt, module, precision, model, chunk_ms, examples, calibration, tmp))
+            report(results[-1])
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        workers = min(jobs, len(groups))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        say(f"export {', '.join(f'{f}/{p}' for f, _, p in plan)} in {workers} processes ...")
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_writer_job, checkpoint, chunk_ms, calibration, tmp, group, threads): group
+                       for group in groups}
+            left = [f"{f}/{p}" for f, _, p in plan]
+            for future in as_completed(futures):
+                try:
+                    written = future.result()
+                except Exception as e:  # the worker died (a converter crashed the process) or could not start
+                    written = [_Written(f, p, error=f"writer process failed: {type(e).__name__}: {e}")
+                               for f, _, p in futures[future]]
+                    for f, _, p in futures[future]:
+                        _remove_partial(tmp, f, p)
+                for w in written:
+                    report(w)
+                    results.append(w)
+                    left.remove(f"{w.fmt}/{w.precision}")
+                if left:
+                    say(f"export {', '.join(left)} ...")
+    rank = {(fmt, precision): i for i, (fmt, _, precision) in enumerate(plan)}
+    return sorted(results, key=lambda w: rank[(w.fmt, w.precision)])
 
 
 def _sharing_numbers(stats: dict) -> tuple[int, int] | None:
@@ -697,6 +806,30 @@ def _summary_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def default_jobs() -> int:
+    """Writer processes when the user does not say: one per core, at most 4 (there are at most
+    4 slow jobs: ExecuTorch fp32, ExecuTorch int8, Core ML, and the ONNX writers)."""
+    return min(4, os.cpu_count() or 1)
+
+
+def export_quietly(checkpoint: Path | None, out: Path, formats: list[str], precisions: list[str],
+                   chunk_ms: list[int], calibration: list[dict] | None = None,
+                   jobs: int | None = None, replace: bool = False) -> tuple[dict, Path]:
+    """export_checkpoint with one progress line per artifact on the terminal and everything the
+    converters print in OUT/export.log. jobs None: default_jobs(). Returns (manifest, log path)."""
+    from .console import ExportConsole
+
+    jobs = jobs or default_jobs()
+    console = ExportConsole(out)
+    try:
+        with console:
+            manifest = export_checkpoint(checkpoint, out, formats, precisions, chunk_ms, calibration,
+                                         log=console.say, jobs=jobs, replace=replace)
+    except ExportError as e:
+        raise ExportError(f"{e}\n(converter output: {console.log_path})") from None
+    return manifest, console.move_into(out)
+
+
 def main(args) -> int:
     """CLI entry (see dualasr/cli.py `export`). Returns the exit status: 0 ok, 1 some format failed."""
     formats = _split(args.formats, "formats")
@@ -707,12 +840,12 @@ def main(args) -> int:
         raise ExportError(f"--chunk-ms must be a comma list of integers, got {args.chunk_ms!r}") from None
     calibration = load_calibration(args.calibration) if getattr(args, "calibration", None) else None
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    manifest = export_checkpoint(
-        checkpoint, Path(args.out), formats, precisions, chunk_ms, calibration,
-        log=lambda msg: print(msg, file=sys.stderr, flush=True), replace=bool(getattr(args, "replace", False)),
-    )
+    t0 = time.perf_counter()
+    manifest, log_path = export_quietly(checkpoint, Path(args.out), formats, precisions, chunk_ms, calibration,
+                                        getattr(args, "jobs", 1),
+                                        replace=bool(getattr(args, "replace", False)))
     print(_summary_table(manifest))
-    print(f"export written to {args.out}")
+    print(f"export written to {args.out} in {time.perf_counter() - t0:.0f} s (converter output: {log_path})")
     if manifest["errors"]:
         print("some formats failed (the others were exported):", file=sys.stderr)
         for key, msg in manifest["errors"].items():

@@ -8,7 +8,8 @@ offset; each graph's TensorProto just points at (offset, length). Small tensors 
 biases of tiny layers) stay inline, where they cost less than an external-data record.
 
 fp32: torch.onnx.export, opset 17. int8: onnxruntime dynamic quantization of MatMul/Gemm weights
-(int8, per output channel); activations are quantized at run time, so no calibration is needed.
+(uint8, per output channel: see INT8_RECIPE for why not int8); activations are quantized at run
+time, so no calibration is needed.
 Conv stays float on purpose: onnxruntime's ConvInteger is slower than float Conv on CPU.
 """
 
@@ -145,10 +146,47 @@ def declare_io_shapes(model: onnx.ModelProto, spec: dict) -> None:
 # ----------------------------------------------------------------------------- int8
 
 
-def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Dynamic int8: MatMul/Gemm weights int8 per output channel, activations quantized at run time."""
+# Dynamic int8 recipes (keyword arguments of onnxruntime's quantize_dynamic; "first_matmul_float"
+# keeps each graph's first weight MatMul, the one reading the normalized input, in float). Every
+# recipe: 8-bit weights per output channel, uint8 activations quantized per tensor at run time.
+# The exporter uses INT8_RECIPE: u8 x s8 products saturate in onnxruntime's AVX2 kernel on x86
+# CPUs without VNNI (10% encoder error instead of 2%); u8 x u8 never does, on any CPU. Measured
+# by benchmarks/onnx_int8_accuracy.py, see the README's "ONNX int8" section.
+INT8_RECIPES: dict[str, dict[str, Any]] = {
+    "u8s8": {"weight_type": "QInt8", "reduce_range": False},
+    "u8s8_reduce_range": {"weight_type": "QInt8", "reduce_range": True},
+    "u8u8": {"weight_type": "QUInt8", "reduce_range": False},
+    "u8s8_reduce_range_first_float": {"weight_type": "QInt8", "reduce_range": True, "first_matmul_float": True},
+}
+INT8_RECIPE = "u8u8"
+
+
+def _first_weight_matmul(model: onnx.ModelProto) -> list[str]:
+    inits = {t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            return [node.name]
+    return []
+
+
+def int8_description(recipe: str = INT8_RECIPE) -> str:
+    """The manifest's one-line description of an int8 recipe."""
+    options = INT8_RECIPES[recipe]
+    bits = "7-bit range" if options["reduce_range"] else "full range"
+    weights = {"QInt8": "int8", "QUInt8": "uint8"}[options["weight_type"]]
+    keep = "; the first MatMul stays float" if options.get("first_matmul_float") else ""
+    return (f"dynamic int8 ({recipe}): MatMul/Gemm weights {weights} per output channel ({bits}), "
+            f"activations uint8 per tensor at run time{keep}")
+
+
+def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE) -> onnx.ModelProto:
+    """Dynamic int8 by `recipe` (INT8_RECIPES): MatMul/Gemm weights 8-bit per output channel,
+    activations quantized at run time; convs, embeddings and activation x activation MatMuls
+    stay float."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    options = dict(INT8_RECIPES[recipe])
+    exclude = _first_weight_matmul(model) if options.pop("first_matmul_float", False) else []
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "q.onnx"
         # The quantizer logs a root-logger warning suggesting its pre-processing pass (symbolic
@@ -157,7 +195,8 @@ def quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
         try:
             quantize_dynamic(
                 model, out, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True},
+                weight_type=QuantType[options["weight_type"]], reduce_range=options["reduce_range"],
+                nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True},
             )
         finally:
             logging.disable(logging.NOTSET)
@@ -357,8 +396,7 @@ def write(
         "graphs": {name: f"{rel}/{name}.onnx" for name in graphs},
         "weights": f"{rel}/{WEIGHTS_FILE}",
         "opset": opset,
-        "quantization": None if precision == "fp32" else
-            "dynamic int8: MatMul/Gemm weights per output channel, activations at run time",
+        "quantization": None if precision == "fp32" else int8_description(),
         "example_max_abs_diff": diffs,
         "weight_sharing": sharing,
     }

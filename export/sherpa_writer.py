@@ -43,15 +43,14 @@ Features: sherpa's OnlineRecognizer.from_transducer defaults (kaldi-native-fbank
 snip_edges=False, dither=0, low_freq=20, high_freq=-400, samples in [-1, 1]) equal our FbankConfig;
 `sherpa_feature_args()` lists them so callers can pass them explicitly.
 
-int8: onnxruntime quantize_dynamic(op_types_to_quantize=["MatMul"]) as icefall's sherpa exports: every
-Linear weight becomes int8 per tensor (onnxruntime also converts the Gemm of 2-D Linears), activations
-are quantized at run time; the depthwise/predictor convs and the embedding stay float.
+int8: the ONNX writer's recipe (onnx_writer.quantize_int8: every Linear weight 8-bit per output
+channel, activations quantized at run time; see there and the README for why that recipe); the
+depthwise/predictor convs and the embedding stay float.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -65,6 +64,7 @@ from torch import Tensor, nn
 from dualasr.fileio import atomic_write
 
 from .exporter import ExportError
+from .onnx_writer import int8_description, quantize_int8
 from .wrappers import FRAME_SHIFT_MS, JoinerStep, PredictorStep, StreamingEncoderStep
 
 __all__ = [
@@ -282,20 +282,9 @@ def _set_metadata(model: onnx.ModelProto, meta: dict[str, Any]) -> None:
 
 
 def _quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Dynamic int8 weights of every Linear (onnxruntime's MatMul quantizer also takes the Gemm of
-    2-D Linears); attention's activation x activation MatMuls and the convs stay float."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = Path(d) / "f.onnx", Path(d) / "q.onnx"
-        onnx.save(model, str(src))
-        logging.disable(logging.WARNING)  # the quantizer's "consider pre-processing" root-logger notice
-        try:
-            quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
-        finally:
-            logging.disable(logging.NOTSET)
-        quantized = onnx.load(str(dst))
-    _set_metadata(quantized, {p.key: p.value for p in model.metadata_props})  # keep sherpa's metadata
+    """The ONNX writer's dynamic int8 recipe (onnx_writer.quantize_int8), keeping sherpa's metadata."""
+    quantized = quantize_int8(model)
+    _set_metadata(quantized, {p.key: p.value for p in model.metadata_props})
     return quantized
 
 
@@ -445,7 +434,7 @@ def write_sherpa(
         "metadata": meta,
         "feature_args": sherpa_feature_args(),
         "quantization": None if precision == "fp32"
-        else "dynamic int8: Linear (MatMul/Gemm) weights per tensor, activations at run time",
+        else int8_description(),
         "example_max_abs_diff": diffs,
     }
 

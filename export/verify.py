@@ -12,15 +12,17 @@ other input. Steps:
         (dualasr.runtime.windows: one window, the whole utterance, up to max_full_seconds);
      c. greedy decoding with the runtime's predictor/joiner graphs (a numpy loop) vs
         dualasr.decoding.greedy_search on the PyTorch fp32 encoder output: token agreement;
-     fp32 must stay within 1e-4 and agree on the tokens; int8 reports its error and must keep
-     INT8_MIN_AGREEMENT token agreement with fp32;
+     fp32 must stay within 1e-4 and agree on the tokens; int8 must keep its encoder output within
+     INT8_MAX_RELATIVE_ERROR of PyTorch fp32 and INT8_MIN_AGREEMENT token agreement with it;
   4. Core ML: on macOS nothing is predicted either (yet); everywhere the package spec is loaded and
      its functions and I/O names checked against the manifest, and the report says plainly that
      predict was not run.
-Audio: the files given, else a deterministic 3 s pseudo-speech signal (harmonic source with moving
-formants and syllable envelope) so the check needs no data. Both references run in chunks or
-windows, so memory stays bounded for audio of any length (a whole-utterance PyTorch pass grows with
-the square of the length).
+Audio: the files given; else the first DEFAULT_REAL_PROMPTS held-out real recordings (the Asterisk
+prompts' test split, never trained on) when they are installed; else a deterministic 3 s
+pseudo-speech signal (harmonic source with moving formants and syllable envelope), which the
+report names, so the check needs no data. Both references run in chunks or windows, so memory
+stays bounded for audio of any length (a whole-utterance PyTorch pass grows with the square of
+the length).
 """
 
 from __future__ import annotations
@@ -37,11 +39,17 @@ import numpy as np
 
 from .manifest import ManifestError, artifact_path, load_manifest
 
-__all__ = ["FP32_TOLERANCE", "INT8_MIN_AGREEMENT", "VerifyError", "main", "pseudo_speech", "verify_export"]
+__all__ = ["FP32_TOLERANCE", "INT8_MAX_RELATIVE_ERROR", "INT8_MIN_AGREEMENT", "VerifyError", "main", "pseudo_speech",
+           "relative_error", "verify_export"]
 
 FP32_TOLERANCE = 1e-4
 FP32_MIN_AGREEMENT = 0.98  # not 1.0: a near-tie on long real audio may flip one token legitimately
 INT8_MIN_AGREEMENT = 0.80
+# ||int8 - fp32|| / ||fp32|| of the encoder output over all audio. Measured on real speech
+# (benchmarks/results/onnx_int8_accuracy.json): ~2% for a sound int8 export on any CPU; the old
+# u8s8 ONNX recipe reached 10-11% on AVX2 CPUs without VNNI, where its int16 sums saturate.
+INT8_MAX_RELATIVE_ERROR = 0.06
+DEFAULT_REAL_PROMPTS = 4  # held-out real prompts verify uses when none are given and they are installed
 MAX_SYMBOLS_PER_FRAME = 3  # as dualasr.decoding.greedy_search's default
 
 
@@ -102,6 +110,16 @@ def pseudo_speech(seconds: float = 3.0, sample_rate: int = 16000) -> np.ndarray:
     return (0.5 * x / np.abs(x).max()).astype(np.float32)
 
 
+def _real_prompts() -> list[Path]:
+    """The first held-out real recordings, or [] where the Asterisk prompts are not installed."""
+    from dualasr.demo import real_test_set
+
+    try:
+        return [Path(u.audio) for u in real_test_set(DEFAULT_REAL_PROMPTS)]
+    except FileNotFoundError:
+        return []
+
+
 def _features(manifest: dict, audio: list[Path] | None) -> list[tuple[str, Any]]:
     """-> [(name, feats [1, T, F] torch float32)]"""
     import torch
@@ -110,6 +128,7 @@ def _features(manifest: dict, audio: list[Path] | None) -> list[tuple[str, Any]]
     from dualasr.features import FbankConfig, compute_fbank
 
     cfg = FbankConfig.from_dict(manifest["features"])
+    audio = audio or _real_prompts()
     if audio:
         waves = [(Path(p).name, load_audio(p, cfg.sample_rate)) for p in audio]
     else:
@@ -301,6 +320,15 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max(initial=0.0))
 
 
+def relative_error(got: list[np.ndarray], want: list[np.ndarray]) -> float:
+    """||got - want|| / ||want|| over all arrays together (Frobenius); inf on a shape mismatch."""
+    if any(g.shape != w.shape for g, w in zip(got, want)):
+        return math.inf
+    num = sum(float(np.sum((g.astype(np.float64) - w) ** 2)) for g, w in zip(got, want))
+    den = sum(float(np.sum(w.astype(np.float64) ** 2)) for w in want)
+    return math.sqrt(num / den) if den else math.sqrt(num)
+
+
 def _check_graph_table(report: Report, manifest: dict, model) -> None:
     """The manifest's I/O table must be what this checkpoint's model produces."""
     from .exporter import example_inputs_for, graph_io
@@ -360,46 +388,51 @@ def _runtime_checks(report: Report, runner, manifest: dict, precision: str, feat
         dyn = manifest["artifacts"]["executorch"][precision].get("dynamic_axes", {}).get("encoder_full", {}).get("T")
         max_frames = dyn[1] if dyn else None
 
-    def scale(ref_list) -> float:
-        return max(float(np.abs(r).max()) for r in ref_list) or 1.0
+    def encoder_check(what: str, encs: list[np.ndarray], wants: list[np.ndarray], problems: list[str],
+                      notes: list[str] = ()) -> None:
+        """fp32: max abs diff within FP32_TOLERANCE; int8: relative error within its limit.
+        problems fail the check; notes only go into its detail."""
+        d = max(_max_diff(e, w) for e, w in zip(encs, wants))
+        rel = relative_error(encs, wants)
+        if is_float:
+            check = Check(rt, precision, what, "max_abs_diff", d, limit,
+                          (d <= limit if limit is not None else math.isfinite(d)) and not problems,
+                          "; ".join([f"relative {rel:.2e}", *problems, *notes]))
+        else:
+            check = Check(rt, precision, what, "relative_error", rel, INT8_MAX_RELATIVE_ERROR,
+                          rel <= INT8_MAX_RELATIVE_ERROR and not problems,
+                          "; ".join([f"max abs diff {d:.3g}", *problems, *notes]))
+        report.checks.append(check)
 
     for entry in manifest["streaming"]:
-        diffs, hyps, ref_tokens, wrong_lens, wanted = [], [], [], [], []
+        encs, wants, hyps, ref_tokens, wrong_lens = [], [], [], [], []
         for (name, feats), ref in zip(feats_list, refs):
             enc, processed = run_streaming(runner, manifest, entry, feats.numpy())
             want, want_tokens = ref.streaming(entry)
-            diffs.append(_max_diff(enc, want))
-            wanted.append(want)
+            encs.append(enc)
+            wants.append(want)
             emitted = math.ceil(feats.shape[1] / entry["chunk_frames"]) * entry["encoder_frames"]
             if processed != emitted:
                 wrong_lens.append(f"{name}: processed_lens {processed}, expected {emitted}")
             hyps.append(greedy_decode(runner, manifest, enc))
             ref_tokens.append(want_tokens)
-        d = max(diffs)
-        rel = d / scale(wanted)
-        ok = (d <= limit if limit is not None else math.isfinite(d)) and not wrong_lens
-        report.checks.append(Check(rt, precision, f"streaming {entry['chunk_ms']} ms vs torch", "max_abs_diff", d, limit, ok,
-                                   f"relative {rel:.2e}" + ("; " + "; ".join(wrong_lens) if wrong_lens else "")))
+        encoder_check(f"streaming {entry['chunk_ms']} ms vs torch", encs, wants, wrong_lens)
         agree = token_agreement(hyps, ref_tokens)
         report.checks.append(Check(rt, precision, f"streaming {entry['chunk_ms']} ms greedy tokens vs torch fp32",
                                    "token_agreement", agree, min_agree, agree >= min_agree,
                                    f"{sum(map(len, ref_tokens))} reference tokens"))
 
-    diffs, hyps, ref_tokens, wanted, notes = [], [], [], [], []
+    encs, wants, hyps, ref_tokens, notes = [], [], [], [], []
     for (name, feats), ref in zip(feats_list, refs):
         enc, windows = run_full(runner, manifest, feats.numpy(), max_frames)
         want, want_tokens = ref.full(max_frames)
         if windows > 1:
             notes.append(f"{name} in {windows} windows")
-        diffs.append(_max_diff(enc, want))
-        wanted.append(want)
+        encs.append(enc)
+        wants.append(want)
         hyps.append(greedy_decode(runner, manifest, enc))
         ref_tokens.append(want_tokens)
-    d = max(diffs)
-    rel = d / scale(wanted)
-    ok = d <= limit if limit is not None else math.isfinite(d)
-    report.checks.append(Check(rt, precision, "full vs torch", "max_abs_diff", d, limit, ok,
-                               "; ".join([f"relative {rel:.2e}", *notes])))
+    encoder_check("full vs torch", encs, wants, [], notes)
     agree = token_agreement(hyps, ref_tokens)
     report.checks.append(Check(rt, precision, "full greedy tokens vs torch fp32", "token_agreement", agree, min_agree,
                                agree >= min_agree, f"{sum(map(len, ref_tokens))} reference tokens"))

@@ -90,6 +90,21 @@ def test_sherpa_onnx_decodes_our_export_like_our_runtime(export_dir, real_speech
         assert tokens and tokens == reference_greedy(model, w)
 
 
+def test_verify_passes_on_the_shipped_export(real_speech):
+    """What `dualasr transcribe` and `make demo` load must pass `dualasr verify` on real speech,
+    int8 included (its relative error and token agreement against PyTorch fp32)."""
+    from pathlib import Path
+
+    from dualasr.export.verify import format_report, verify_export
+
+    utts, _ = real_speech
+    report = verify_export(DEFAULT_MODEL.parent / "export", [Path(u.audio) for u in utts[:6]])
+    assert report["ok"], format_report(report)
+    verified = {(c["runtime"], c["precision"], c["metric"]) for c in report["checks"]}
+    assert {("onnxruntime", "int8", "relative_error"), ("onnxruntime", "int8", "token_agreement"),
+            ("onnxruntime", "fp32", "token_agreement")} <= verified
+
+
 def test_demo_command_runs_both_modes():
     r = subprocess.run([sys.executable, "-m", "dualasr.cli", "demo", "--limit", "3"],
                        capture_output=True, text=True, timeout=600)

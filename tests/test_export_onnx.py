@@ -283,6 +283,20 @@ def test_bad_requests_are_refused(stub_formats, random_checkpoint: Path, tmp_pat
     assert (precious / "thesis.tex").exists()
 
 
+def test_parallel_writers_write_what_serial_writers_write(random_checkpoint: Path, tmp_path: Path):
+    """jobs=2 runs the ONNX and sherpa-onnx writers in two worker processes: same files, same
+    manifest order, as one after another in this process."""
+    formats, quant = ["onnx", "sherpa-onnx"], ["none", "int8"]
+    serial = export_checkpoint(random_checkpoint, tmp_path / "serial", formats, quant, [320], jobs=1)
+    parallel = export_checkpoint(random_checkpoint, tmp_path / "parallel", formats, quant, [320], jobs=2)
+    assert serial["errors"] == parallel["errors"] == {}
+    assert [(f, list(p)) for f, p in parallel["artifacts"].items()] == [(f, list(p)) for f, p in serial["artifacts"].items()]
+    graphs = [rel for rel in serial["files"] if rel.endswith((".onnx", ".bin"))]
+    assert len(graphs) >= 14
+    for rel in graphs:
+        assert parallel["files"][rel]["sha256"] == serial["files"][rel]["sha256"], rel
+
+
 def test_missing_builtin_model_is_a_clear_error(stub_formats, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(exporter, "DEFAULT_CHECKPOINT", tmp_path / "assets" / "default" / "model.pt")
     with pytest.raises(ExportError, match="built-in model .* is not installed; pass a checkpoint"):
