@@ -59,6 +59,7 @@ class TrainConfig:
     ctc_weight: float = 0.3  # auxiliary CTC loss per mode (needs model.aux_ctc); speeds up alignment
     lr: float = 2e-3
     pretrained_lr_scale: float = 1.0  # lr multiplier for encoder weights that start from model.pretrained
+    freeze_pretrained_steps: int = 0  # steps during which a pretrained encoder's body is not trained
     init_from: str = ""  # checkpoint whose weights and tokenizer a fresh run starts from (optimizer state is not kept)
     weight_decay: float = 1e-3
     warmup_steps: int = 200
@@ -163,9 +164,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": dict(encoder="transformer", d_model=384, num_layers=4, num_heads=6, ff_mult=4, left_context=128,
                       max_rel_pos=64, pretrained="whisper-tiny.en", predictor="stateless", predictor_dim=256,
                       joiner_dim=256, vocab_size=256, aux_ctc=True, dropout=0.1),
-        "train": dict(max_steps=100000, lr=1.5e-3, pretrained_lr_scale=0.3, warmup_steps=500, ctc_weight=0.3,
-                      distill_weight=0.5, max_frames_per_batch=6000, valid_every=500, checkpoint_every=250,
-                      cpu_bf16=True),
+        "train": dict(max_steps=100000, lr=1.5e-3, pretrained_lr_scale=0.3, warmup_steps=500, ctc_weight=1.0,
+                      distill_weight=0.5, max_frames_per_batch=3000, valid_every=500, checkpoint_every=250,
+                      freeze_pretrained_steps=800, cpu_bf16=True),
     },
     "conformer-s": {  # ~10M, the paper's Conformer-S scale
         "model": dict(d_model=144, num_layers=16, num_heads=4, conv_kernel=31, left_context=64,

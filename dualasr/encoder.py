@@ -380,26 +380,31 @@ class TransformerEncoder(nn.Module):
         self.norm_out = DualNorm(cfg.d_model, cfg.norm)
         self.reduce = nn.Linear(self.stack * cfg.d_model, cfg.d_model)
 
-    def _reduce(self, x: Tensor, mode: str) -> Tensor:
-        """[B, T, D] (T a multiple of the stack) -> [B, T / stack, D]"""
-        x = self.norm_out(x, mode)
+    def _stack(self, x: Tensor) -> Tensor:
+        """[B, T, D] normed (T a multiple of the stack) -> [B, T / stack, D]"""
         return self.reduce(x.reshape(x.shape[0], x.shape[1] // self.stack, self.stack * x.shape[2]))
 
     def forward(
-        self, feats: Tensor, lengths: Tensor | None, mode: str, offset: Tensor | None = None
+        self, feats: Tensor, lengths: Tensor | None, mode: str, offset: Tensor | None = None,
+        frozen_body: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """feats: [B, T, F], lengths: [B], offset: [B] first stem position (training only: random
-        in streaming mode) -> (out [B, T // subsampling, D], out_lens [B])"""
+        in streaming mode) -> (out [B, T // subsampling, D], out_lens [B]).
+
+        frozen_body: run the stem and blocks without autograd (training warm-up of a pretrained
+        encoder: only the new output stacking and the decoder learn, at a third of the cost)."""
         check_mode(mode)
         s = self.cfg.subsampling
         feats = feats[:, : feats.shape[1] // s * s]
         if lengths is not None:
             lengths = torch.div(lengths, s, rounding_mode="floor") * s
-        x, mid_lens = self.subsampling(feats, lengths, mode, offset)
-        for layer in self.layers:
-            x = layer(x, mid_lens, mode)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_body):
+            x, mid_lens = self.subsampling(feats, lengths, mode, offset)
+            for layer in self.layers:
+                x = layer(x, mid_lens, mode)
+            x = self.norm_out(x, mode)
         out_lens = None if lengths is None else torch.div(lengths, s, rounding_mode="floor")
-        return self._reduce(x, mode), out_lens
+        return self._stack(x), out_lens
 
     def init_state(self, batch: int) -> list[Tensor]:
         c = self.cfg
@@ -425,7 +430,7 @@ class TransformerEncoder(nn.Module):
             x, k, v = layer.forward_chunk(x, keys[i].permute(1, 0, 2), values[i].permute(1, 0, 2), stem_processed)
             new_keys.append(k.permute(1, 0, 2))
             new_values.append(v.permute(1, 0, 2))
-        out = self._reduce(x, "streaming")
+        out = self._stack(self.norm_out(x, "streaming"))
         return out, [
             torch.stack(new_keys), torch.stack(new_values), conv_in.permute(2, 0, 1), conv_mid.permute(2, 0, 1),
             processed + out.shape[1],

@@ -122,12 +122,10 @@ class Transducer(nn.Module):
         # Auxiliary CTC head: training-only help to find alignments early (not part of RNN-T export).
         self.ctc_head = nn.Linear(cfg.d_model, cfg.vocab_size) if cfg.aux_ctc else None
 
-    def encode(self, feats: Tensor, lengths: Tensor, mode: str, offset: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """feats: [B, T, F], lengths: [B] -> (enc [B, T', D], enc_lens [B]). offset: [B] first absolute
-        position (transformer encoder only; training draws it at random in streaming mode)."""
-        if offset is None:
-            return self.encoder(feats, lengths, mode)
-        return self.encoder(feats, lengths, mode, offset)
+    def encode(self, feats: Tensor, lengths: Tensor, mode: str, **options) -> tuple[Tensor, Tensor]:
+        """feats: [B, T, F], lengths: [B] -> (enc [B, T', D], enc_lens [B]). options: the transformer
+        encoder's training-only `offset` (first absolute positions) and `frozen_body`."""
+        return self.encoder(feats, lengths, mode, **options)
 
     def lattice_logits(self, enc: Tensor, pred: Tensor) -> Tensor:
         """enc: [B, T, D], pred: [B, U+1, P] -> logits [B, T, U+1, V]"""

@@ -98,7 +98,7 @@ def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, ste
     logits: dict[str, Tensor] = {}
     out: dict[str, Tensor] = {}
     for mode in modes:
-        enc, enc_lens = model.encode(feats, feat_lens, mode, _position_offsets(model, mode, feats.shape[0], tc.seed, step))
+        enc, enc_lens = model.encode(feats, feat_lens, mode, **_encoder_options(model, tc, mode, feats.shape[0], step))
         logits[mode] = model.lattice_logits(enc, pred)
         out[f"rnnt_{mode}"] = rnnt_loss(logits[mode], tokens, enc_lens, token_lens)
         if model.ctc_head is not None and tc.ctc_weight > 0:
@@ -120,14 +120,21 @@ def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, ste
     return out
 
 
-def _position_offsets(model: Transducer, mode: str, batch: int, seed: int, step: int) -> Tensor | None:
-    """Streaming with absolute positions (the transformer encoder): a stream's positions cycle
-    through the table, so training starts each utterance at a random place in the cycle; full
-    context always starts at 0, as Whisper did."""
-    if mode != "streaming" or model.cfg.encoder != "transformer" or not model.training:
-        return None
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
-    return torch.randint(0, model.cfg.max_abs_pos, (batch,), generator=gen)
+def _encoder_options(model: Transducer, tc, mode: str, batch: int, step: int) -> dict[str, Any]:
+    """Training-only options of the transformer encoder.
+
+    offset: a stream's absolute positions cycle through the table, so streaming training starts
+    each utterance at a random place in the cycle; full context always starts at 0, as Whisper did.
+    frozen_body: for the first train.freeze_pretrained_steps steps a pretrained encoder's body
+    stays fixed while the new layers leave the all-blank plateau (cheaper, and no noisy updates
+    reach the pretrained weights meanwhile)."""
+    if model.cfg.encoder != "transformer" or not model.training:
+        return {}
+    options: dict[str, Any] = {"frozen_body": bool(model.cfg.pretrained) and step < tc.freeze_pretrained_steps}
+    if mode == "streaming":
+        gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + step + 7)
+        options["offset"] = torch.randint(0, model.cfg.max_abs_pos, (batch,), generator=gen)
+    return options
 
 
 class DualModeObjective(nn.Module):
