@@ -2,11 +2,15 @@
 
 Both searches consume encoder frames as they arrive and keep everything they need between calls in
 `Hyp` objects (one per stream for greedy, `beam` per stream for beam search), so a stream can be
-decoded chunk by chunk and the result equals decoding all frames at once. They mirror
-dualasr.decoding.greedy_search / beam_search (the PyTorch reference) step for step:
+decoded chunk by chunk and the result equals decoding all frames at once. They compute what
+dualasr.decoding.greedy_search / beam_search (the batched PyTorch oracle) compute:
 
-* greedy: at each frame up to `max_symbols_per_frame` tokens; the joiner is called once per
-  (frame, symbol) for all streams together, the predictor once for all streams that emitted.
+* greedy: at each frame up to `max_symbols_per_frame` tokens. The joiner runs on the next
+  `lookahead` frames of every stream at once with the stream's current predictor output: every
+  frame before the first non-blank is a blank, so it needs no second look. Only a stream that
+  emitted runs the predictor (batched over the streams that did) and looks again from the frame
+  it emitted at. A trained model emits on few frames, so a chunk costs about 1 + (tokens
+  emitted) joiner calls instead of one per frame and symbol.
 * modified beam search: at most one token per frame per hypothesis; the `beam` best
   (hypothesis, token) pairs survive; pairs with equal token sequences are merged (log-add,
   keeping the first path's emission frames).
@@ -21,6 +25,8 @@ import numpy as np
 from .graphs import ModelGraphs, split_states, stack_states
 
 __all__ = ["Hyp", "initial_hyp", "greedy_search", "beam_search_step", "log_softmax"]
+
+LOOKAHEAD = 8  # encoder frames per greedy joiner call and stream (320 ms at 40 ms frames)
 
 
 @dataclass
@@ -46,10 +52,20 @@ class Hyp:
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
-    """Along the last axis, in float32 (as the reference's .float().log_softmax)."""
+    """Along the last axis, in float32 (as the oracle's .float().log_softmax)."""
     x = x.astype(np.float32, copy=False)
     m = x.max(axis=-1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def _best_tokens(graphs: ModelGraphs, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """logits [N, V] -> (argmax token [N], its log-probability [N] float64); NaN/Inf refused."""
+    logits = logits.astype(np.float32, copy=False)
+    best = logits.argmax(axis=-1)
+    top = logits[np.arange(logits.shape[0]), best]
+    log_norm = top + np.log(np.exp(logits - top[:, None]).sum(axis=-1))
+    graphs.check_finite("joiner", log_norm)
+    return best, (top - log_norm).astype(np.float64)
 
 
 def initial_hyp(graphs: ModelGraphs) -> Hyp:
@@ -58,14 +74,10 @@ def initial_hyp(graphs: ModelGraphs) -> Hyp:
     return Hyp([], [], 0.0, ctx, out[0], state)
 
 
-def _push(context: np.ndarray, token: int) -> np.ndarray:
-    """Shift the context window left and append token: [K] -> [K]."""
-    return np.concatenate([context[1:], np.asarray([token], dtype=np.int64)])
-
-
 def _extend(graphs: ModelGraphs, parents: list[Hyp], tokens: list[int]) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
     """One batched predictor step for each (parent, new token) -> [(context, pred_out, state)]."""
-    contexts = np.stack([_push(p.context, tok) for p, tok in zip(parents, tokens)])
+    old = np.stack([p.context for p in parents])  # [N, K]: shift left, append the token
+    contexts = np.concatenate([old[:, 1:], np.asarray(tokens, dtype=np.int64)[:, None]], axis=1)
     specs = graphs.predictor_states
     state = stack_states([p.pred_state for p in parents], specs) if specs else []
     out, new_state = graphs.predictor(contexts, state)
@@ -82,6 +94,7 @@ def greedy_search(
     max_symbols_per_frame: int = 3,
     blank_id: int = 0,
     start: list[int] | None = None,
+    lookahead: int = LOOKAHEAD,
 ) -> None:
     """Extend each stream's greedy hypothesis in place with new encoder frames.
 
@@ -91,29 +104,39 @@ def greedy_search(
         num_frames: valid frames per row (<= T; the rest is padding).
         first_frame: absolute index of each row's frame 0 (for emission timestamps).
         start: per row, the first frame searched (default 0); earlier frames emit nothing.
+        lookahead: frames per row and joiner call (any value >= 1 gives the same tokens).
     """
-    start = start or [0] * len(hyps)
-    for t in range(encoder_out.shape[1]):
-        active = [b for b in range(len(hyps)) if start[b] <= t < num_frames[b]]
-        for _ in range(max_symbols_per_frame):
-            if not active:
-                break
-            logits = graphs.joiner(encoder_out[active, t], np.stack([hyps[b].pred_out for b in active]))
-            logp = log_softmax(logits)
-            best = logp.argmax(axis=-1)
-            emitted: list[int] = []
-            for i, b in enumerate(active):
-                hyps[b].score += float(logp[i, best[i]])
-                if best[i] != blank_id:
-                    hyps[b].token_ids.append(int(best[i]))
-                    hyps[b].frames.append(first_frame[b] + t)
-                    emitted.append(b)
-            if not emitted:
-                break
-            for b, (ctx, out, state) in zip(emitted, _extend(graphs, [hyps[b] for b in emitted],
-                                                             [hyps[b].token_ids[-1] for b in emitted])):
+    frame = list(start or [0] * len(hyps))  # per row: the frame to look at next
+    symbols = [0] * len(hyps)  # tokens emitted so far at that frame
+    active = [b for b in range(len(hyps)) if frame[b] < num_frames[b]]
+    while active:
+        spans = [(b, frame[b], min(num_frames[b], frame[b] + lookahead)) for b in active]
+        enc = np.concatenate([encoder_out[b, lo:hi] for b, lo, hi in spans])
+        pred = np.repeat(np.stack([hyps[b].pred_out for b in active]), [hi - lo for _, lo, hi in spans], axis=0)
+        best, logp = _best_tokens(graphs, graphs.joiner(enc, pred))
+        emitted: list[int] = []
+        row = 0
+        for b, lo, hi in spans:
+            labels = np.flatnonzero(best[row:row + hi - lo] != blank_id)
+            if labels.size == 0:  # blanks to the end of the window
+                hyps[b].score += float(logp[row:row + hi - lo].sum())
+                frame[b], symbols[b] = hi, 0
+            else:
+                k = int(labels[0])  # k blanks, then a token at frame lo + k
+                hyps[b].score += float(logp[row:row + k + 1].sum())
+                hyps[b].token_ids.append(int(best[row + k]))
+                hyps[b].frames.append(first_frame[b] + lo + k)
+                symbols[b] = (symbols[b] if k == 0 else 0) + 1
+                frame[b] = lo + k
+                if symbols[b] == max_symbols_per_frame:  # no more at this frame: the next one
+                    frame[b], symbols[b] = lo + k + 1, 0
+                emitted.append(b)
+            row += hi - lo
+        if emitted:
+            new = _extend(graphs, [hyps[b] for b in emitted], [hyps[b].token_ids[-1] for b in emitted])
+            for b, (ctx, out, state) in zip(emitted, new):
                 hyps[b].context, hyps[b].pred_out, hyps[b].pred_state = ctx, out, state
-            active = emitted  # only rows that just emitted may emit again at this frame
+        active = [b for b in active if frame[b] < num_frames[b]]
 
 
 def beam_search_step(
@@ -131,7 +154,7 @@ def beam_search_step(
     """
     pred_out = np.stack([b.pred_out for b in beams])  # [K, P]
     enc = np.repeat(encoder_frame[None, :], len(beams), axis=0)
-    logp = log_softmax(graphs.joiner(enc, pred_out))  # [K, V]
+    logp = graphs.check_finite("joiner", log_softmax(graphs.joiner(enc, pred_out)))  # [K, V]
     vocab = logp.shape[-1]
     base = np.asarray([b.score for b in beams], dtype=np.float64)
     total = (base[:, None] + logp.astype(np.float64)).ravel()
