@@ -60,6 +60,11 @@ def split_states(state: list[np.ndarray], specs: list[StateSpec], batch: int) ->
     ]
 
 
+def _state_dims(specs: list[StateSpec]) -> dict[str, int]:
+    """State input and output name -> batch axis."""
+    return {name: sp.batch_dim for sp in specs for name in (sp.name, "new_" + sp.name)}
+
+
 class ModelGraphs:
     def __init__(self, backend: Backend, manifest: dict, streaming_graph: str | None, streaming_states: list[dict],
                  timers: StageTimers | None = None):
@@ -76,6 +81,13 @@ class ModelGraphs:
                 f"manifest predictor.initial_context {self.initial_context.tolist()} does not have "
                 f"context_size={self.context_size} entries; the export is inconsistent"
             )
+        # Batch axis of each batched graph's inputs and outputs, for backends without a batch axis.
+        self._batch_dims = {
+            "predictor": {"context": 0, "predictor_out": 0, **_state_dims(self.predictor_states)},
+            "joiner": {"encoder_out": 0, "predictor_out": 0, "logits": 0},
+        }
+        if streaming_graph is not None:
+            self._batch_dims[streaming_graph] = {"features": 0, "encoder_out": 0, **_state_dims(self.encoder_states)}
 
     # --------------------------------------------------------------------- batching
 
@@ -85,18 +97,13 @@ class ModelGraphs:
         self.timers.add_graph(graph, time.perf_counter() - t0)
         return out
 
-    def _run(self, graph: str, inputs: dict[str, np.ndarray], batch_dims: dict[str, int],
-             out_batch_dims: dict[str, int]) -> dict[str, np.ndarray]:
+    def _run(self, graph: str, inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         """Run with batch > 1 directly if the backend can, else row by row and concatenate."""
-        first = next(iter(batch_dims))
-        batch = inputs[first].shape[batch_dims[first]]
         if batch == 1 or self.backend.supports_batch:
             return self._timed(graph, inputs)
-        rows = [
-            self._timed(graph, {k: np.take(v, [b], axis=batch_dims[k]) for k, v in inputs.items()})
-            for b in range(batch)
-        ]
-        return {k: np.concatenate([r[k] for r in rows], axis=out_batch_dims.get(k, 0)) for k in rows[0]}
+        dims = self._batch_dims[graph]
+        rows = [self._timed(graph, {k: np.take(v, [b], axis=dims[k]) for k, v in inputs.items()}) for b in range(batch)]
+        return {k: np.concatenate([r[k] for r in rows], axis=dims[k]) for k in rows[0]}
 
     def check_finite(self, graph: str, x: np.ndarray) -> np.ndarray:
         """Refuse NaN/Inf output of a graph: searching garbage would silently emit random tokens.
@@ -150,14 +157,8 @@ class ModelGraphs:
         """features [B, C, F], state (batch B) -> (encoder_out [B, C // s, D], new state)"""
         if self.step_graph is None:
             raise RuntimeError("this recognizer was created in full mode; it has no streaming graph")
-        inputs = {"features": features}
-        dims = {"features": 0}
-        out_dims = {"encoder_out": 0}
-        for spec, t in zip(self.encoder_states, state):
-            inputs[spec.name] = t
-            dims[spec.name] = spec.batch_dim
-            out_dims["new_" + spec.name] = spec.batch_dim
-        out = self._run(self.step_graph, inputs, dims, out_dims)
+        inputs = {"features": features, **{spec.name: t for spec, t in zip(self.encoder_states, state)}}
+        out = self._run(self.step_graph, inputs, features.shape[0])
         enc = self.check_finite(self.step_graph, out["encoder_out"])
         return enc, [out["new_" + s.name] for s in self.encoder_states]
 
@@ -166,21 +167,11 @@ class ModelGraphs:
 
     def predictor(self, context: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """context [B, K] int64, state (batch B) -> (predictor_out [B, P], new state)"""
-        inputs = {"context": context}
-        dims = {"context": 0}
-        out_dims = {"predictor_out": 0}
-        for spec, t in zip(self.predictor_states, state):
-            inputs[spec.name] = t
-            dims[spec.name] = spec.batch_dim
-            out_dims["new_" + spec.name] = spec.batch_dim
-        out = self._run("predictor", inputs, dims, out_dims)
+        inputs = {"context": context, **{spec.name: t for spec, t in zip(self.predictor_states, state)}}
+        out = self._run("predictor", inputs, context.shape[0])
         return out["predictor_out"], [out["new_" + s.name] for s in self.predictor_states]
 
     def joiner(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
         """encoder_out [B, D], predictor_out [B, P] -> logits [B, V] (not checked for NaN: see check_finite)"""
-        return self._run(
-            "joiner",
-            {"encoder_out": np.ascontiguousarray(encoder_out), "predictor_out": np.ascontiguousarray(predictor_out)},
-            {"encoder_out": 0, "predictor_out": 0},
-            {"logits": 0},
-        )["logits"]
+        inputs = {"encoder_out": np.ascontiguousarray(encoder_out), "predictor_out": np.ascontiguousarray(predictor_out)}
+        return self._run("joiner", inputs, encoder_out.shape[0])["logits"]

@@ -10,7 +10,8 @@ dualasr.decoding.greedy_search / beam_search (the batched PyTorch oracle) comput
   frame before the first non-blank is a blank, so it needs no second look. Only a stream that
   emitted runs the predictor (batched over the streams that did) and looks again from the frame
   it emitted at. A trained model emits on few frames, so a chunk costs about 1 + (tokens
-  emitted) joiner calls instead of one per frame and symbol.
+  emitted) joiner calls instead of one per frame and symbol. Greedy keeps no path score: with
+  one hypothesis nothing reads it (the oracle's score is a sum of argmax log-probabilities).
 * modified beam search: at most one token per frame per hypothesis; the `beam` best
   (hypothesis, token) pairs survive; pairs with equal token sequences are merged (log-add,
   keeping the first path's emission frames).
@@ -18,6 +19,7 @@ dualasr.decoding.greedy_search / beam_search (the batched PyTorch oracle) comput
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +36,8 @@ class Hyp:
     """A partial hypothesis and the predictor state needed to extend it.
 
     token_ids: emitted non-blank ids; frames: absolute encoder frame of each emission;
-    score: log-probability of the path (blanks included); context: [K] int64 last tokens;
+    score: log-probability of the path, blanks included (beam search; greedy leaves it 0);
+    context: [K] int64 last tokens;
     pred_out: [P] predictor output for that context; pred_state: predictor state, batch 1.
     """
 
@@ -58,14 +61,10 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
 
 
-def _best_tokens(graphs: ModelGraphs, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """logits [N, V] -> (argmax token [N], its log-probability [N] float64); NaN/Inf refused."""
-    logits = logits.astype(np.float32, copy=False)
-    best = logits.argmax(axis=-1)
-    top = logits[np.arange(logits.shape[0]), best]
-    log_norm = top + np.log(np.exp(logits - top[:, None]).sum(axis=-1))
-    graphs.check_finite("joiner", log_norm)
-    return best, (top - log_norm).astype(np.float64)
+def _check_finite(graphs: ModelGraphs, value: float) -> None:
+    """A NaN/Inf joiner output means garbage in (or in the predictor output behind it)."""
+    if not math.isfinite(value):
+        graphs.check_finite("joiner", np.asarray([value]))
 
 
 def initial_hyp(graphs: ModelGraphs) -> Hyp:
@@ -76,8 +75,10 @@ def initial_hyp(graphs: ModelGraphs) -> Hyp:
 
 def _extend(graphs: ModelGraphs, parents: list[Hyp], tokens: list[int]) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
     """One batched predictor step for each (parent, new token) -> [(context, pred_out, state)]."""
-    old = np.stack([p.context for p in parents])  # [N, K]: shift left, append the token
-    contexts = np.concatenate([old[:, 1:], np.asarray(tokens, dtype=np.int64)[:, None]], axis=1)
+    contexts = np.empty((len(parents), graphs.context_size), dtype=np.int64)  # [N, K]: shifted left, + token
+    for i, (p, token) in enumerate(zip(parents, tokens)):
+        contexts[i, :-1] = p.context[1:]
+        contexts[i, -1] = token
     specs = graphs.predictor_states
     state = stack_states([p.pred_state for p in parents], specs) if specs else []
     out, new_state = graphs.predictor(contexts, state)
@@ -111,19 +112,23 @@ def greedy_search(
     active = [b for b in range(len(hyps)) if frame[b] < num_frames[b]]
     while active:
         spans = [(b, frame[b], min(num_frames[b], frame[b] + lookahead)) for b in active]
-        enc = np.concatenate([encoder_out[b, lo:hi] for b, lo, hi in spans])
-        pred = np.repeat(np.stack([hyps[b].pred_out for b in active]), [hi - lo for _, lo, hi in spans], axis=0)
-        best, logp = _best_tokens(graphs, graphs.joiner(enc, pred))
+        if len(spans) == 1:  # one stream (the usual case): no gathering
+            b, lo, hi = spans[0]
+            enc, pred = encoder_out[b, lo:hi], np.repeat(hyps[b].pred_out[None, :], hi - lo, axis=0)
+        else:
+            enc = np.concatenate([encoder_out[b, lo:hi] for b, lo, hi in spans])
+            pred = np.repeat(np.stack([hyps[b].pred_out for b in active]), [hi - lo for _, lo, hi in spans], axis=0)
+        logits = graphs.joiner(enc, pred)
+        _check_finite(graphs, float(logits.max()))  # NaN/Inf anywhere (the max propagates NaN)
+        best = logits.argmax(axis=-1)
+        nonblank = best != blank_id
         emitted: list[int] = []
         row = 0
         for b, lo, hi in spans:
-            labels = np.flatnonzero(best[row:row + hi - lo] != blank_id)
-            if labels.size == 0:  # blanks to the end of the window
-                hyps[b].score += float(logp[row:row + hi - lo].sum())
+            k = int(nonblank[row:row + hi - lo].argmax())  # the first non-blank, or 0 if none
+            if not nonblank[row + k]:  # blanks to the end of the window
                 frame[b], symbols[b] = hi, 0
-            else:
-                k = int(labels[0])  # k blanks, then a token at frame lo + k
-                hyps[b].score += float(logp[row:row + k + 1].sum())
+            else:  # k blanks, then a token at frame lo + k
                 hyps[b].token_ids.append(int(best[row + k]))
                 hyps[b].frames.append(first_frame[b] + lo + k)
                 symbols[b] = (symbols[b] if k == 0 else 0) + 1

@@ -7,65 +7,96 @@ Stages, each with seconds and calls summed over every stream and thread since th
   search    the RNN-T search around its predictor/joiner calls (their time excluded)
   results   building Result objects (text, pieces, timestamps)
 Whatever else a decode call costs (chunk assembly, batching encoder states) is the caller's wall
-time minus these. Always on: a perf_counter pair and a lock per entry, well under a microsecond.
+time minus these. Always on: each thread adds to its own totals (no lock), a perf_counter pair and
+two dict updates per entry.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Iterator
 
 __all__ = ["StageTimers"]
+
+
+class _Totals:
+    """One thread's seconds and calls per stage, and its running total of graph seconds."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.graph_seconds = 0.0
+
+
+class _Stage:
+    """`with timers.stage(name):` (a class, not a generator: it runs several times per chunk)."""
+
+    __slots__ = ("_totals", "_stage", "_exclude_graphs", "_t0", "_g0")
+
+    def __init__(self, totals: _Totals, stage: str, exclude_graphs: bool):
+        self._totals, self._stage, self._exclude_graphs = totals, stage, exclude_graphs
+
+    def __enter__(self) -> None:
+        self._g0 = self._totals.graph_seconds
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        seconds = time.perf_counter() - self._t0
+        t = self._totals
+        if self._exclude_graphs:
+            seconds -= t.graph_seconds - self._g0
+        t.seconds[self._stage] = t.seconds.get(self._stage, 0.0) + seconds
+        t.calls[self._stage] = t.calls.get(self._stage, 0) + 1
 
 
 class StageTimers:
     """Seconds and calls per stage (see the module docstring); safe to use from several threads."""
 
     def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[_Totals] = []  # every thread's totals, for snapshot() and reset()
         self._lock = threading.Lock()
-        self._seconds: dict[str, float] = {}
-        self._calls: dict[str, int] = {}
-        self._graph_time = threading.local()  # this thread's graph seconds, to exclude from search
 
-    def add(self, stage: str, seconds: float) -> None:
-        with self._lock:
-            self._seconds[stage] = self._seconds.get(stage, 0.0) + seconds
-            self._calls[stage] = self._calls.get(stage, 0) + 1
+    def _totals(self) -> _Totals:
+        try:
+            return self._local.totals
+        except AttributeError:
+            totals = self._local.totals = _Totals()
+            with self._lock:
+                self._all.append(totals)
+            return totals
 
     def add_graph(self, graph: str, seconds: float) -> None:
-        """A graph call: its own stage, and this thread's running graph total."""
-        self.add(graph, seconds)
-        self._graph_time.seconds = self.thread_graph_seconds() + seconds
+        """One graph call: its own stage, and the running graph total the search excludes."""
+        t = self._totals()
+        t.seconds[graph] = t.seconds.get(graph, 0.0) + seconds
+        t.calls[graph] = t.calls.get(graph, 0) + 1
+        t.graph_seconds += seconds
 
-    def thread_graph_seconds(self) -> float:
-        """Seconds this thread has spent in graphs so far (only differences are meaningful)."""
-        return getattr(self._graph_time, "seconds", 0.0)
+    def stage(self, stage: str) -> _Stage:
+        """Context manager timing one stage."""
+        return _Stage(self._totals(), stage, False)
 
-    @contextlib.contextmanager
-    def stage(self, stage: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.add(stage, time.perf_counter() - t0)
-
-    @contextlib.contextmanager
-    def stage_without_graphs(self, stage: str) -> Iterator[None]:
-        """Time a stage that calls graphs, less the time inside them (counted as their own stages)."""
-        t0, g0 = time.perf_counter(), self.thread_graph_seconds()
-        try:
-            yield
-        finally:
-            self.add(stage, time.perf_counter() - t0 - (self.thread_graph_seconds() - g0))
+    def stage_without_graphs(self, stage: str) -> _Stage:
+        """Context manager timing a stage that calls graphs, less the time inside them (counted as
+        their own stages)."""
+        return _Stage(self._totals(), stage, True)
 
     def snapshot(self) -> dict[str, dict]:
-        """{"seconds": {stage: s}, "calls": {stage: n}} (copies)."""
+        """{"seconds": {stage: s}, "calls": {stage: n}}, summed over threads (copies)."""
+        seconds: dict[str, float] = {}
+        calls: dict[str, int] = {}
         with self._lock:
-            return {"seconds": dict(self._seconds), "calls": dict(self._calls)}
+            for t in self._all:
+                for k, v in dict(t.seconds).items():  # dict(): one atomic copy under the GIL
+                    seconds[k] = seconds.get(k, 0.0) + v
+                for k, n in dict(t.calls).items():
+                    calls[k] = calls.get(k, 0) + n
+        return {"seconds": seconds, "calls": calls}
 
     def reset(self) -> None:
+        """Zero every stage (call it while no thread is decoding)."""
         with self._lock:
-            self._seconds.clear()
-            self._calls.clear()
+            for t in self._all:
+                t.seconds.clear()
+                t.calls.clear()

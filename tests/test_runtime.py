@@ -222,7 +222,6 @@ def test_greedy_search_equals_the_oracle_for_any_lookahead_and_batch(onnx_export
                 greedy_search(graphs, hyps, enc[:, lo:lo + split], valid, [lo] * 3, max_symbols, 0, None, lookahead)
             for h, w in zip(hyps, want):
                 assert (h.token_ids, h.frames) == (w.tokens, w.frames), (lookahead, split)
-                assert h.score == pytest.approx(w.score, abs=1e-3)
 
 
 def test_decode_streams_batched_equals_alone(recognizer, speech):
