@@ -767,7 +767,8 @@ def test_training_data_refuses_bad_audio_by_name(corpus, audio_files, tmp_path, 
     """FeatureDataset and `dualasr train`: a bad file in a manifest stops training with its name;
     odd-but-valid files load; an utterance shorter than one encoder frame is named too."""
     from dualasr.cli import main
-    from dualasr.data import FeatureDataset, Utterance, read_manifest, write_manifest
+    from dualasr.batching import FeatureDataset
+    from dualasr.data import Utterance, read_manifest, write_manifest
     from dualasr.tokenizer import Tokenizer
 
     good, bad = audio_files
