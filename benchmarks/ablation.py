@@ -70,7 +70,8 @@ def score(checkpoint: Path, manifests: dict[str, str]) -> dict:
     import torch
 
     from dualasr.checkpoint import load_model
-    from dualasr.data import FeatureDataset, collate, read_manifest
+    from dualasr.batching import FeatureDataset, collate
+    from dualasr.data import read_manifest
     from dualasr.decoding import greedy_search
     from dualasr.metrics import emission_latency, latency_percentiles, wer
     from dualasr.model import count_parameters

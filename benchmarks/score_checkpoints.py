@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from dualasr.checkpoint import load_model, read_checkpoint
-from dualasr.data import FeatureDataset, load_utterances
+from dualasr.batching import FeatureDataset
+from dualasr.data import load_utterances
 from dualasr.fileio import atomic_write
 from dualasr.model import count_parameters
 from dualasr.tokenizer import Tokenizer

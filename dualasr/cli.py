@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 # The extra that installs what each command needs beyond a plain install (the runtime only: numpy,
-# onnxruntime, kaldi-native-fbank, sentencepiece, soundfile). transcribe needs more only for the
+# onnxruntime, sentencepiece, soundfile). transcribe needs more only for the
 # torch, executorch and coreml backends; demo reads the test set with the corpus code (train) and
 # exports checkpoints other than the built-in one (export).
 _EXTRA_FOR_COMMAND = {"train": "train", "corpus": "train", "export": "export", "verify": "export",

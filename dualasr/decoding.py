@@ -24,6 +24,7 @@ __all__ = [
     "Hypothesis",
     "greedy_search",
     "beam_search",
+    "beam_search_hypotheses",
     "frames_to_seconds",
     "select_state",
     "concat_states",
@@ -163,6 +164,14 @@ class _Beam:
 def beam_search(
     model, enc: Tensor, beam: int = 4, max_symbols_per_frame: int = 1
 ) -> Hypothesis:
+    """The best-scoring hypothesis of `beam_search_hypotheses` (same arguments)."""
+    return max(beam_search_hypotheses(model, enc, beam, max_symbols_per_frame), key=lambda h: h.score)
+
+
+@torch.no_grad()
+def beam_search_hypotheses(
+    model, enc: Tensor, beam: int = 4, max_symbols_per_frame: int = 1
+) -> list[Hypothesis]:
     """Modified beam search (at most one symbol per frame, as in icefall/sherpa).
 
     Per frame every kept hypothesis is extended by every vocabulary entry (blank =
@@ -176,7 +185,7 @@ def beam_search(
         max_symbols_per_frame: must be 1 (the defining restriction of this search).
 
     Returns:
-        The best-scoring Hypothesis.
+        The final hypotheses (at most `beam`), each token sequence once.
     """
     if max_symbols_per_frame != 1:
         raise ValueError("modified beam search emits at most one symbol per frame")
@@ -235,7 +244,7 @@ def beam_search(
                 entry.state = select_state(st, dims, one)
         beams = list(merged.values())
 
-    return max(beams, key=lambda b: b.hyp.score).hyp
+    return [b.hyp for b in beams]
 
 
 def frames_to_seconds(frames: list[int] | Tensor, frame_shift_s: float) -> list[float]:

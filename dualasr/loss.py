@@ -232,7 +232,6 @@ def rnnt_loss(
     target_lengths: Tensor,
     blank: int = 0,
     reduction: str = "mean",
-    use_torchaudio: bool = False,
 ) -> Tensor:
     """RNN-T negative log-likelihood.
 
@@ -243,8 +242,6 @@ def rnnt_loss(
         target_lengths: [B] int64, 0 <= U_b <= U.
         blank: blank index.
         reduction: "mean" (batch mean of per-utterance -log P), "sum" or "none" ([B]).
-        use_torchaudio: use `torchaudio.functional.rnnt_loss` when it imports
-            (falls back to this implementation otherwise).
 
     Returns:
         Scalar, or [B] for reduction="none"; float32 (float64 for float64 logits).
@@ -256,24 +253,6 @@ def rnnt_loss(
         raise ValueError("logit_lengths must lie in [1, T]")
     if bool((target_lengths < 0).any()) or bool((target_lengths > logits.shape[2] - 1).any()):
         raise ValueError("target_lengths must lie in [0, U] with U + 1 = logits.shape[2]")
-
-    if use_torchaudio:
-        try:
-            import torchaudio.functional as taf  # optional fast path, never required
-        except ImportError:
-            taf = None
-        if taf is not None:
-            max_u = logits.shape[2] - 1
-            tgt = targets[:, :max_u].clamp_min(0).to(torch.int32)
-            per_utt = taf.rnnt_loss(
-                logits.float(),
-                tgt,
-                logit_lengths.to(torch.int32),
-                target_lengths.to(torch.int32),
-                blank=blank,
-                reduction="none",
-            )
-            return _reduce(per_utt, reduction)
 
     blank_lp, label_lp = lattice_log_probs(logits, targets, target_lengths, blank)
     per_utt = _RNNTLatticeLoss.apply(blank_lp, label_lp, logit_lengths, target_lengths)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import Config
-from .data import DurationBucketSampler, FeatureDataset, collate
+from .batching import DurationBucketSampler, FeatureDataset, collate
 from .decoding import greedy_search
 from .features import spec_augment
 from .loss import distillation_loss, rnnt_loss
@@ -295,87 +295,139 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """Train per `cfg`, writing checkpoints and `metrics.jsonl` into out_dir. Returns final metrics."""
-    out_dir = Path(out_dir)
-    dd = _init_distributed()
-    dev = _device(device or (f"cuda:{dd.local_rank}" if torch.cuda.is_available() else "cpu"))
-    tc = cfg.train
-    if dd.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class _Run:
+    """One training run: what it trains on and with, and where it stands (the resumable part)."""
 
+    cfg: Config
+    out_dir: Path
+    dd: _Dist
+    dev: torch.device
+    tokenizer: Tokenizer
+    train_set: FeatureDataset
+    valid_set: FeatureDataset | None
+    model: Transducer
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best: float = float("inf")
+
+    def checkpoint(self, path: Path, metrics: dict[str, Any]) -> None:
+        state = {
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "step": self.step,
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best": self.best,
+            "rng": torch.get_rng_state(), "metrics": metrics,
+        }
+        save_checkpoint(path, self.model, self.cfg, self.out_dir / "tokenizer.model", state)
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def say(self, msg: str) -> None:
+        if self.dd.main:
+            print(msg, flush=True)
+
+
+def _build_run(cfg: Config, out_dir: Path, dd: _Dist, dev: torch.device) -> _Run:
+    """Data, tokenizer, model (seeded), optimizer and schedule of a fresh run."""
+    tc = cfg.train
     train_paths, valid_paths = _prepare_data(cfg, out_dir, dd)
     train_utts = _load_utterances(train_paths)
     valid_utts = _load_utterances(valid_paths)
     tokenizer = _prepare_tokenizer(cfg, out_dir, train_utts, dd)
     cfg.model.vocab_size = tokenizer.vocab_size  # a small corpus may give fewer pieces than asked
-
     train_set = FeatureDataset(train_utts, tokenizer)
     torch.manual_seed(tc.seed)
     model = Transducer(cfg.model).to(dev)
     optimizer = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, tc.warmup_steps))
-    step, epoch, batch_in_epoch, best = 0, 0, 0, float("inf")
+    valid_set = FeatureDataset(valid_utts, tokenizer) if valid_utts else None
+    return _Run(cfg, out_dir, dd, dev, tokenizer, train_set, valid_set, model, optimizer, scheduler)
 
-    latest = out_dir / LATEST
+
+def _resume_or_start(run: _Run, resume: bool) -> None:
+    """Continue from checkpoint-latest.pt (weights, optimizer, schedule, position, RNG), or start:
+    from train.init_from's weights, else the input statistics and the pretrained encoder."""
+    latest = run.out_dir / LATEST
+    tc = run.cfg.train
     if resume and latest.is_file():
         ckpt = read_checkpoint(latest)
-        model.load_state_dict(ckpt["model"])
+        run.model.load_state_dict(ckpt["model"])
         st = ckpt["training_state"]
-        optimizer.load_state_dict(st["optimizer"])
-        scheduler.load_state_dict(st["scheduler"])
-        step, epoch, batch_in_epoch, best = st["step"], st["epoch"], st["batch_in_epoch"], st["best"]
+        run.optimizer.load_state_dict(st["optimizer"])
+        run.scheduler.load_state_dict(st["scheduler"])
+        run.step, run.epoch, run.batch_in_epoch, run.best = st["step"], st["epoch"], st["batch_in_epoch"], st["best"]
         torch.set_rng_state(st["rng"])
-        if dd.main:
-            print(f"resumed from {latest} at step {step}", flush=True)
-    else:
-        if resume and dd.main:
-            print(f"--resume: no {latest} yet, starting fresh", flush=True)
-        if tc.init_from:
-            _start_from_checkpoint(model, tc.init_from)
-            if dd.main:
-                print(f"weights from {tc.init_from} (fresh optimizer)", flush=True)
-        else:
-            if cfg.model.input_norm == "global":
-                model.encoder.subsampling.set_input_stats(*feature_stats(train_set))
-            if cfg.model.pretrained:
-                _start_from_pretrained(model, train_set, dd)
+        run.say(f"resumed from {latest} at step {run.step}")
+        return
+    if resume:
+        run.say(f"--resume: no {latest} yet, starting fresh")
+    if tc.init_from:
+        _start_from_checkpoint(run.model, tc.init_from)
+        run.say(f"weights from {tc.init_from} (fresh optimizer)")
+        return
+    if run.cfg.model.input_norm == "global":
+        run.model.encoder.subsampling.set_input_stats(*feature_stats(run.train_set))
+    if run.cfg.model.pretrained:
+        _start_from_pretrained(run.model, run.train_set, run.dd)
 
-    objective: nn.Module = DualModeObjective(model, cfg)
-    if dd.world > 1:
+
+def _objective(run: _Run) -> nn.Module:
+    """The loss as a module; under DDP wrapped so gradients are all-reduced."""
+    objective: nn.Module = DualModeObjective(run.model, run.cfg)
+    if run.dd.world > 1:
         # Single-mode and random training leave one norm set unused in a step.
         objective = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[dev.index] if dev.type == "cuda" else None,
-            find_unused_parameters=tc.mode != "joint",
+            objective, device_ids=[run.dev.index] if run.dev.type == "cuda" else None,
+            find_unused_parameters=run.cfg.train.mode != "joint",
         )
+    return objective
 
-    valid_set = FeatureDataset(valid_utts, tokenizer) if valid_utts else None
-    sampler = DurationBucketSampler(train_set.frame_lengths(), tc.max_frames_per_batch, seed=tc.seed,
+
+def _validate(run: _Run, elapsed_min: float, last: dict[str, Any], write) -> None:
+    """Valid WER in both modes, logged; a new best (streaming + full) is checkpointed."""
+    scores = evaluate(run.model, run.valid_set, run.tokenizer, run.dev, run.cfg.train.valid_max_utts)
+    record = {"step": run.step, "minutes": elapsed_min, **scores}
+    run.log(record)
+    last.update(record)
+    write(f"step {run.step}: valid WER streaming {scores['wer_streaming']:.1f}% full {scores['wer_full']:.1f}%")
+    current = scores["wer_streaming"] + scores["wer_full"]
+    if current < run.best:
+        run.best = current
+        run.checkpoint(run.out_dir / BEST, record)
+
+
+def _stop_now(run: _Run, start: float) -> tuple[bool, float]:
+    """(max_steps reached or out of time, minutes elapsed); every rank stops at the same step:
+    rank 0's clock decides."""
+    tc = run.cfg.train
+    elapsed_min = (time.time() - start) / 60
+    done = run.step >= tc.max_steps or (tc.max_minutes > 0 and elapsed_min >= tc.max_minutes)
+    if run.dd.world > 1:
+        flag = torch.tensor([int(done)], device=run.dev)
+        dist.broadcast(flag, src=0)
+        done = bool(flag.item())
+    return done, elapsed_min
+
+
+def _loop(run: _Run, objective: nn.Module, progress: bool) -> dict[str, Any]:
+    """Train until max_steps or max_minutes; log, validate and checkpoint as configured."""
+    tc, dd, dev = run.cfg.train, run.dd, run.dev
+    sampler = DurationBucketSampler(run.train_set.frame_lengths(), tc.max_frames_per_batch, seed=tc.seed,
                                     num_replicas=dd.world, rank=dd.rank)
     # A private generator: each DataLoader iterator draws a seed, which must not move the global
     # RNG (dropout) or a resumed run would diverge from an uninterrupted one.
     loader_kw = dict(batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
                      generator=torch.Generator().manual_seed(tc.seed), persistent_workers=False)
     use_amp = (tc.amp and dev.type == "cuda") or (tc.cpu_bf16 and dev.type == "cpu" and _cpu_has_bf16())
-    n_params = count_parameters(model)
+    run.say(f"config {run.cfg.name}: {run.cfg.model.encoder} encoder, {count_parameters(run.model) / 1e6:.2f}M params, "
+            f"{len(run.train_set)} train utts, mode={tc.mode}, distill={tc.distill_weight}@{tc.distill_shift}, "
+            f"device={dev}, world={dd.world}, bf16 autocast={use_amp}")
     if dd.main:
-        print(f"config {cfg.name}: {cfg.model.encoder} encoder, {n_params / 1e6:.2f}M params, "
-              f"{len(train_utts)} train utts, mode={tc.mode}, distill={tc.distill_weight}@{tc.distill_shift}, "
-              f"device={dev}, world={dd.world}, bf16 autocast={use_amp}", flush=True)
-        (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-
-    def checkpoint(path: Path, metrics: dict[str, Any]) -> None:
-        state = {
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-            "epoch": epoch, "batch_in_epoch": batch_in_epoch, "best": best, "rng": torch.get_rng_state(),
-            "metrics": metrics,
-        }
-        save_checkpoint(path, model, cfg, out_dir / "tokenizer.model", state)
-
-    def log(record: dict[str, Any]) -> None:
-        with open(out_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        (run.out_dir / "config.json").write_text(json.dumps(run.cfg.to_dict(), indent=2))
 
     start = time.time()
     last: dict[str, Any] = {}
@@ -384,67 +436,66 @@ def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | 
         from tqdm import tqdm
 
         # A wall-clock budget ends the run long before max_steps: no step total (and no bogus ETA) then.
-        bar = tqdm(total=None if tc.max_minutes > 0 else tc.max_steps, initial=step, unit="step",
+        bar = tqdm(total=None if tc.max_minutes > 0 else tc.max_steps, initial=run.step, unit="step",
                    dynamic_ncols=True)
+    write = bar.write if bar is not None else print
     audio_s = 0.0
     t_window = time.time()
-    done = step >= tc.max_steps
-    model.train()
+    done = run.step >= tc.max_steps
+    run.model.train()
     while not done:
-        sampler.set_epoch(epoch)
-        sampler.skip_batches(batch_in_epoch)
-        for batch in torch.utils.data.DataLoader(train_set, **loader_kw):
+        sampler.set_epoch(run.epoch)
+        sampler.skip_batches(run.batch_in_epoch)
+        for batch in torch.utils.data.DataLoader(run.train_set, **loader_kw):
             batch = {k: v.to(dev) if isinstance(v, Tensor) else v for k, v in batch.items()}
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = objective(batch, step)
-            optimizer.zero_grad(set_to_none=True)
+                losses = objective(batch, run.step)
+            run.optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            batch_in_epoch += 1
+            grad_norm = nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.step += 1
+            run.batch_in_epoch += 1
             audio_s += float(batch["feat_lens"].sum()) * 0.01
-            elapsed_min = (time.time() - start) / 60
-            out_of_time = tc.max_minutes > 0 and elapsed_min >= tc.max_minutes
-            done = step >= tc.max_steps or out_of_time
-            if dd.world > 1:  # every rank must stop at the same step; rank 0's clock decides
-                flag = torch.tensor([int(done)], device=dev)
-                dist.broadcast(flag, src=0)
-                done = bool(flag.item())
-            if dd.main and (step % tc.log_every == 0 or done):
+            done, elapsed_min = _stop_now(run, start)
+            if dd.main and (run.step % tc.log_every == 0 or done):
                 rate = audio_s / max(time.time() - t_window, 1e-6)
-                last = {"step": step, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
+                last = {"step": run.step, "epoch": run.epoch, "lr": run.scheduler.get_last_lr()[0],
                         "grad_norm": float(grad_norm), "audio_s_per_s": rate,
                         **{k: float(v.detach()) for k, v in losses.items()}}
-                log(last)
+                run.log(last)
                 audio_s, t_window = 0.0, time.time()
                 if bar is not None:
                     bar.set_postfix(loss=f"{last['loss']:.3f}", x_realtime=f"{rate:.1f}")
             if bar is not None:
                 bar.update(1)
-            if dd.main and valid_set is not None and (step % tc.valid_every == 0 or done):
-                scores = evaluate(model, valid_set, tokenizer, dev, tc.valid_max_utts)
-                record = {"step": step, "minutes": elapsed_min, **scores}
-                log(record)
-                last.update(record)
-                msg = f"step {step}: valid WER streaming {scores['wer_streaming']:.1f}% full {scores['wer_full']:.1f}%"
-                (bar.write if bar is not None else print)(msg)
-                current = scores["wer_streaming"] + scores["wer_full"]
-                if current < best:
-                    best = current
-                    checkpoint(out_dir / BEST, record)
-            if dd.main and (step % tc.checkpoint_every == 0 or done):
-                checkpoint(latest, last)
+            if dd.main and run.valid_set is not None and (run.step % tc.valid_every == 0 or done):
+                _validate(run, elapsed_min, last, write)
+            if dd.main and (run.step % tc.checkpoint_every == 0 or done):
+                run.checkpoint(run.out_dir / LATEST, last)
             if done:
                 break
         else:
-            epoch += 1
-            batch_in_epoch = 0
+            run.epoch += 1
+            run.batch_in_epoch = 0
     if bar is not None:
         bar.close()
+    return last
+
+
+def train(cfg: Config, out_dir: str | Path, resume: bool = False, device: str | None = None,
+          progress: bool = True) -> dict[str, Any]:
+    """Train per `cfg`, writing checkpoints and `metrics.jsonl` into out_dir. Returns final metrics."""
+    out_dir = Path(out_dir)
+    dd = _init_distributed()
+    dev = _device(device or (f"cuda:{dd.local_rank}" if torch.cuda.is_available() else "cpu"))
+    if dd.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    run = _build_run(cfg, out_dir, dd, dev)
+    _resume_or_start(run, resume)
+    last = _loop(run, _objective(run), progress)
     if dd.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return last
-

@@ -1,9 +1,9 @@
 """dualasr.runtime: the torch-free streaming harness (what a mobile app ports).
 
-Imports numpy, onnxruntime / executorch / coremltools (lazily, per backend), kaldi_native_fbank,
-sentencepiece and the torch-free dualasr modules (tokenizer, audio, metrics, export.manifest); never
-torch. The ExecuTorch backend is the one exception: executorch's Python bindings import torch, so
-that backend imports it, lazily, when chosen.
+Imports numpy, onnxruntime / executorch / coremltools (lazily, per backend), sentencepiece and the
+torch-free dualasr modules (fbank, tokenizer, audio, metrics, export.manifest); never torch. Two
+backends are the exception, each importing torch lazily when chosen: executorch (its Python
+bindings need it) and torch (the export's checkpoint in PyTorch eager).
 """
 
 from .backends import Backend, BackendError, CoreMLBackend, ExecuTorchBackend, OnnxRuntimeBackend

@@ -12,6 +12,8 @@ runtime it talks to. What differs:
   libtorch's shared libraries), so this backend imports torch, lazily, only when it is chosen. The
   on-device C++/Kotlin/Swift ExecuTorch runtime has no such dependency.
 * CoreMLBackend       - coreml/<precision>/model.mlpackage (one function per graph); macOS only.
+* TorchBackend        - the export's checkpoint in PyTorch eager through the exporter's own graph
+  modules (torch_backend.py, imported only when chosen: it imports torch); fp32, any batch.
 
 Load time of all requested graphs is measured in `load_seconds`.
 """
@@ -39,7 +41,7 @@ __all__ = [
     "BACKENDS",
 ]
 
-BACKENDS = ("onnxruntime", "executorch", "coreml")
+BACKENDS = ("onnxruntime", "executorch", "coreml", "torch")
 
 
 class BackendError(ValueError):
@@ -388,7 +390,7 @@ def create_backend(
     providers: list[str] | None = None,
     graphs: list[str] | None = None,
 ) -> Backend:
-    """Backend by name ("onnxruntime", "executorch", "coreml")."""
+    """Backend by name ("onnxruntime", "executorch", "coreml", "torch")."""
     if name == "onnxruntime":
         return OnnxRuntimeBackend(export_dir, manifest, precision, threads, providers, graphs)
     if name == "executorch":
@@ -399,8 +401,7 @@ def create_backend(
             precision = "fp16"
         return CoreMLBackend(export_dir, manifest, precision, threads, graphs=graphs)
     if name == "torch":
-        raise BackendError(
-            "the torch backend is the PyTorch reference and lives outside the torch-free runtime: "
-            "use dualasr.reference.TorchRecognizer (or `dualasr transcribe --backend torch`)"
-        )
+        from .torch_backend import TorchBackend  # imports torch: only for this backend
+
+        return TorchBackend(export_dir, manifest, precision, threads, graphs)
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")

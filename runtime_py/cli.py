@@ -4,8 +4,9 @@ Prints one line of text per file and a one-line RTF / latency summary (or, with 
 object {"files": [...], "summary": {...}}). A file name that would break the one-line-per-file
 output (a newline in it, bytes that are not UTF-8) is printed with backslash escapes; "-" reads
 standard input. Files are read block by block, so memory does not grow with their length.
---backend torch is the PyTorch eager reference (dualasr.reference, imported only then); every other
-backend runs without torch (ExecuTorch's Python bindings excepted, see dualasr.runtime.backends).
+--backend torch runs the export's checkpoint in PyTorch eager (dualasr.runtime.torch_backend,
+imported only then); every other backend runs without torch (ExecuTorch's Python bindings
+excepted, see dualasr.runtime.backends).
 """
 
 from __future__ import annotations
@@ -47,17 +48,12 @@ def _resolve_dirs(args: argparse.Namespace) -> tuple[Path, list[str]]:
 
 
 def build_recognizer(export_dir: Path, args: argparse.Namespace):
-    """A Recognizer (or the torch reference) from the transcribe options."""
+    """A Recognizer from the transcribe options."""
     from .backends import cap_threads
 
     args.threads, too_many = cap_threads(args.threads, "--threads")
     if too_many:
         print(f"dualasr transcribe: warning: {too_many}", file=sys.stderr, flush=True)
-    if args.backend == "torch":
-        from dualasr.reference import TorchRecognizer  # imports torch: only for this backend
-
-        return TorchRecognizer(export_dir, mode=args.mode, chunk_ms=args.chunk_ms, decoding=args.decoding,
-                               threads=args.threads)
     from .recognizer import Recognizer
 
     return Recognizer(export_dir, backend=args.backend, precision=args.precision, mode=args.mode,
@@ -92,9 +88,8 @@ def transcribe_main(args: argparse.Namespace) -> int:
     if not sims.results:
         raise ValueError(f"no file could be transcribed ({len(failed)} failed, see above)")
     summary = sims.summary()
-    summary.update(backend=getattr(rec, "backend_name", args.backend), mode=args.mode,
-                   precision=args.precision if args.backend != "torch" else "fp32",
-                   chunk_ms=getattr(rec, "chunk_ms", None), decoding=args.decoding)
+    summary.update(backend=rec.backend_name, mode=args.mode, precision=rec.backend.precision,
+                   chunk_ms=rec.chunk_ms, decoding=args.decoding)
     if args.json:
         out = {
             "export_dir": str(export_dir),

@@ -1,12 +1,11 @@
-"""Streaming log-mel filterbank on kaldi_native_fbank (torch-free).
+"""Streaming log-mel filterbank for the torch-free runtime.
 
-`StreamingFbank` takes waveform pieces as they arrive and hands out complete feature frames;
-consumed frames are dropped (`pop`), so a stream of any length keeps a bounded buffer. The frames
-equal `dualasr.features.compute_fbank` (the training features) to kaldi's float tolerance, because
-every option is set explicitly from the export manifest's "features" dict: kaldi_native_fbank's own
-defaults differ (dither 3e-5, snip_edges true, 23 bins, high_freq 0).
-
-Porting note: this is the same OnlineFbank sherpa-onnx uses in C++ (kaldi-native-fbank).
+`StreamingFbank` takes waveform pieces as they arrive and hands out complete feature frames, a
+chunk of frames per call (dualasr.fbank, the one filterbank implementation, vectorized over the
+chunk). It keeps only the samples the frames not yet read need (`read` / `drop_until` forget the
+rest), so a stream of any length keeps a bounded buffer. The frames equal kaldi-native-fbank's
+OnlineFbank (what sherpa-onnx computes in C++) and the training features (tests/test_runtime.py,
+tests/test_audio_features.py).
 """
 
 from __future__ import annotations
@@ -14,25 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from dualasr.export.manifest import FEATURE_TYPES
+from dualasr.fbank import compute_fbank, fbank_for
 
-__all__ = ["FEATURE_KEYS", "knf_options", "StreamingFbank", "AudioFrontend", "compute_features", "silence_frame",
-           "sounding_from"]
+__all__ = ["FEATURE_KEYS", "StreamingFbank", "AudioFrontend", "compute_features", "silence_frame", "sounding_from"]
 
 # The keys of dualasr.features.FbankConfig.to_dict() (that module imports torch, so the manifest
 # contract lists them; tests/test_runtime.py checks the two agree).
 FEATURE_KEYS = tuple(FEATURE_TYPES)
-# Windows kaldi_native_fbank implements ("hann", the periodic torch window, is training-only).
-_KNF_WINDOWS = ("povey", "hamming", "hanning", "sine", "rectangular", "blackman")
 
 
-def knf_options(features: dict):
-    """kaldi_native_fbank.FbankOptions equal to a FbankConfig dict (manifest["features"]).
-
-    Raises:
-        ValueError: unknown or missing keys, or a window kaldi_native_fbank lacks.
-    """
-    import kaldi_native_fbank as knf
-
+def _check_keys(features: dict) -> None:
     unknown = set(features) - set(FEATURE_KEYS)
     missing = set(FEATURE_KEYS) - set(features)
     if unknown or missing:
@@ -40,29 +30,6 @@ def knf_options(features: dict):
             f"manifest features: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}; "
             "re-export with this dualasr version"
         )
-    if features["window_type"] not in _KNF_WINDOWS:
-        raise ValueError(
-            f"manifest features: window_type {features['window_type']!r} is not supported by "
-            f"kaldi_native_fbank (use one of {_KNF_WINDOWS})"
-        )
-    opts = knf.FbankOptions()
-    fo, mo = opts.frame_opts, opts.mel_opts
-    fo.samp_freq = float(features["sample_rate"])
-    fo.frame_length_ms = float(features["frame_length_ms"])
-    fo.frame_shift_ms = float(features["frame_shift_ms"])
-    fo.dither = float(features["dither"])
-    fo.snip_edges = bool(features["snip_edges"])
-    fo.preemph_coeff = float(features["preemph_coeff"])
-    fo.remove_dc_offset = bool(features["remove_dc_offset"])
-    fo.window_type = str(features["window_type"])
-    mo.num_bins = int(features["num_mel_bins"])
-    mo.low_freq = float(features["low_freq"])
-    mo.high_freq = float(features["high_freq"])
-    opts.use_energy = bool(features["use_energy"])
-    opts.energy_floor = float(features["energy_floor"])
-    opts.use_log_fbank = bool(features["use_log_fbank"])
-    opts.use_power = bool(features["use_power"])
-    return opts
 
 
 class StreamingFbank:
@@ -71,17 +38,23 @@ class StreamingFbank:
     Frame indices are absolute from the stream start; `read` returns the oldest unread frames and
     forgets them. With snip_edges=False the last frame or two need the right edge (reflected), so
     they appear only after input_finished().
+
+    Raises:
+        ValueError: features with unknown or missing keys, or options the filterbank lacks.
     """
 
     def __init__(self, features: dict):
-        import kaldi_native_fbank as knf
-
-        self.sample_rate = int(features["sample_rate"])
-        self.dim = int(features["num_mel_bins"]) + int(bool(features["use_energy"]))
-        self._fbank = knf.OnlineFbank(knf_options(features))
+        _check_keys(features)
+        self._fbank = fbank_for(features)
+        self.sample_rate = self._fbank.sample_rate
+        self.dim = self._fbank.dim
+        self._kept = np.zeros(0, dtype=np.float32)  # samples [_kept_from, _kept_from + len) ...
+        self._pending: list[np.ndarray] = []  # ... then these pieces, joined when frames are computed
+        self._kept_from = 0
+        self._received = 0
         self._next = 0  # absolute index of the oldest unread frame
         self.finished = False
-        self._silence = silence_frame(features)
+        self._silence = self._fbank.silence
         self.sound_from: int | None = None  # first frame read that is not digital silence
 
     def accept_waveform(self, samples: np.ndarray) -> None:
@@ -89,35 +62,35 @@ class StreamingFbank:
         if self.finished:
             raise RuntimeError("accept_waveform after input_finished(); create a new stream")
         if samples.size:
-            self._fbank.accept_waveform(self.sample_rate, np.ascontiguousarray(samples, dtype=np.float32))
+            self._pending.append(np.array(samples, dtype=np.float32))  # a copy: the caller may reuse its buffer
+            self._received += samples.size
 
     def input_finished(self) -> None:
-        if not self.finished:
-            self._fbank.input_finished()
-            self.finished = True
+        self.finished = True
 
     @property
     def num_frames_ready(self) -> int:
-        """Frames computed so far, absolute (consumed ones included)."""
-        return int(self._fbank.num_frames_ready)
+        """Frames computable so far, absolute (consumed ones included)."""
+        return self._fbank.num_frames(self._received, self.finished)
 
     @property
     def num_available(self) -> int:
-        """Computed frames not read yet."""
+        """Computable frames not read yet."""
         return self.num_frames_ready - self._next
 
-    @property
-    def num_consumed(self) -> int:
-        return self._next
+    def _samples(self) -> np.ndarray:
+        if self._pending:
+            self._kept = np.concatenate([self._kept, *self._pending])
+            self._pending.clear()
+        return self._kept
 
     def frames(self, start: int, stop: int) -> np.ndarray:
-        """Frames [start, stop) by absolute index -> [stop - start, dim] float32, kept in memory
-        (the full mode reads a window's left context twice)."""
+        """Frames [start, stop) by absolute index -> [stop - start, dim] float32, in one call; the
+        samples stay (the full mode reads a window's left context twice)."""
         if start < self._next or stop > self.num_frames_ready or stop < start:
             raise ValueError(f"frames [{start}, {stop}) are not held (held: [{self._next}, {self.num_frames_ready}))")
-        out = np.empty((stop - start, self.dim), dtype=np.float32)
-        for i in range(start, stop):
-            out[i - start] = self._fbank.get_frame(i)
+        out = self._fbank.compute(self._samples(), start, stop, self._kept_from,
+                                  self._received if self.finished else None)
         if self.sound_from is None or start < self.sound_from:
             sound = np.nonzero(np.abs(out - self._silence).max(axis=1, initial=0.0) > 1e-4)[0]
             if sound.size:
@@ -125,11 +98,16 @@ class StreamingFbank:
         return out
 
     def drop_until(self, index: int) -> None:
-        """Forget the frames before absolute `index` (keeps memory flat on endless streams)."""
-        n = min(index, self.num_frames_ready) - self._next
-        if n > 0:
-            self._fbank.pop(n)
-            self._next += n
+        """Forget the frames before absolute `index` and the samples only they need (keeps memory
+        flat on endless streams). The last window of samples stays: the final frames reflect it."""
+        index = min(index, self.num_frames_ready)
+        if index <= self._next:
+            return
+        self._next = index
+        keep_from = max(0, min(self._fbank.start(index), self._received - self._fbank.window_size))
+        if keep_from > self._kept_from:
+            self._kept = self._samples()[keep_from - self._kept_from:]
+            self._kept_from = keep_from
 
     def read(self, n: int) -> np.ndarray:
         """The next n unread frames -> [n, dim] float32; they are then dropped from memory."""
@@ -139,16 +117,16 @@ class StreamingFbank:
         self.drop_until(self._next + n)
         return out
 
+    def buffered_samples(self) -> int:
+        """Samples held (those the unread frames need, and the last window)."""
+        return self._received - self._kept_from
+
 
 def silence_frame(features: dict) -> np.ndarray:
     """The feature frame of digital silence (all samples zero, or constant: DC removal makes that
     zero too): the log floor in every bin. [dim] float32."""
-    import kaldi_native_fbank as knf
-
-    fbank = knf.OnlineFbank(knf_options(features))
-    fbank.accept_waveform(float(features["sample_rate"]), np.zeros(int(features["sample_rate"]) // 10, np.float32))
-    fbank.input_finished()
-    return np.asarray(fbank.get_frame(0), dtype=np.float32)
+    _check_keys(features)
+    return fbank_for(features).silence
 
 
 def sounding_from(fbank: StreamingFbank, subsampling: int) -> int:
@@ -159,10 +137,8 @@ def sounding_from(fbank: StreamingFbank, subsampling: int) -> int:
 
 def compute_features(samples: np.ndarray, features: dict) -> np.ndarray:
     """Whole-utterance fbank: [N] float32 at features["sample_rate"] -> [T, dim] float32."""
-    fb = StreamingFbank(features)
-    fb.accept_waveform(samples)
-    fb.input_finished()
-    return fb.read(fb.num_available)
+    _check_keys(features)
+    return compute_fbank(samples, features)
 
 
 class AudioFrontend:

@@ -7,17 +7,19 @@
   joiner(encoder_out [B, D], predictor_out [B, P])       -> logits [B, V]
 States are lists in manifest order; each tensor carries the batch on its manifest "batch_dim".
 Backends without a batch axis (ExecuTorch, Core ML) get one call per row, transparently.
+Every call's time inside the backend goes to the Recognizer's StageTimers, under the graph's name.
 """
 
 from __future__ import annotations
 
-import threading
+import time
 
 import numpy as np
 
 from .backends import Backend
+from .timers import StageTimers
 
-__all__ = ["StateSpec", "ModelGraphs", "stack_states", "split_states", "take_rows"]
+__all__ = ["StateSpec", "ModelGraphs", "stack_states", "split_states"]
 
 _DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32}
 
@@ -48,20 +50,26 @@ def stack_states(states: list[list[np.ndarray]], specs: list[StateSpec]) -> list
 
 
 def split_states(state: list[np.ndarray], specs: list[StateSpec], batch: int) -> list[list[np.ndarray]]:
-    """One batched state -> `batch` per-row batch-1 states (copies, so rows never alias each other)."""
+    """One batched state -> `batch` per-row batch-1 states (copies, so rows never alias each other;
+    a batch of 1 is the graph's fresh output itself)."""
+    if batch == 1:
+        return [list(state)]
     return [
         [np.take(t, [b], axis=sp.batch_dim) for t, sp in zip(state, specs)]
         for b in range(batch)
     ]
 
 
-def take_rows(state: list[np.ndarray], specs: list[StateSpec], rows: list[int] | np.ndarray) -> list[np.ndarray]:
-    return [np.take(t, rows, axis=sp.batch_dim) for t, sp in zip(state, specs)]
+def _state_dims(specs: list[StateSpec]) -> dict[str, int]:
+    """State input and output name -> batch axis."""
+    return {name: sp.batch_dim for sp in specs for name in (sp.name, "new_" + sp.name)}
 
 
 class ModelGraphs:
-    def __init__(self, backend: Backend, manifest: dict, streaming_graph: str | None, streaming_states: list[dict]):
+    def __init__(self, backend: Backend, manifest: dict, streaming_graph: str | None, streaming_states: list[dict],
+                 timers: StageTimers | None = None):
         self.backend = backend
+        self.timers = timers or StageTimers()
         self.manifest = manifest
         self.step_graph = streaming_graph
         self.encoder_states = [StateSpec(d) for d in streaming_states]
@@ -73,30 +81,34 @@ class ModelGraphs:
                 f"manifest predictor.initial_context {self.initial_context.tolist()} does not have "
                 f"context_size={self.context_size} entries; the export is inconsistent"
             )
-        self.calls = {"encoder": 0, "predictor": 0, "joiner": 0}
-        self._calls_lock = threading.Lock()  # streams may be decoded from several threads
-
-    def _count(self, kind: str) -> None:
-        with self._calls_lock:
-            self.calls[kind] += 1
+        # Batch axis of each batched graph's inputs and outputs, for backends without a batch axis.
+        self._batch_dims = {
+            "predictor": {"context": 0, "predictor_out": 0, **_state_dims(self.predictor_states)},
+            "joiner": {"encoder_out": 0, "predictor_out": 0, "logits": 0},
+        }
+        if streaming_graph is not None:
+            self._batch_dims[streaming_graph] = {"features": 0, "encoder_out": 0, **_state_dims(self.encoder_states)}
 
     # --------------------------------------------------------------------- batching
 
-    def _run(self, graph: str, inputs: dict[str, np.ndarray], batch_dims: dict[str, int],
-             out_batch_dims: dict[str, int]) -> dict[str, np.ndarray]:
-        """Run with batch > 1 directly if the backend can, else row by row and concatenate."""
-        first = next(iter(batch_dims))
-        batch = inputs[first].shape[batch_dims[first]]
-        if batch == 1 or self.backend.supports_batch:
-            return self.backend.run(graph, inputs)
-        rows = [
-            self.backend.run(graph, {k: np.take(v, [b], axis=batch_dims[k]) for k, v in inputs.items()})
-            for b in range(batch)
-        ]
-        return {k: np.concatenate([r[k] for r in rows], axis=out_batch_dims.get(k, 0)) for k in rows[0]}
+    def _timed(self, graph: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        out = self.backend.run(graph, inputs)
+        self.timers.add_graph(graph, time.perf_counter() - t0)
+        return out
 
-    def _finite(self, graph: str, x: np.ndarray) -> np.ndarray:
-        """Refuse NaN/Inf output of any graph: searching garbage would silently emit random tokens."""
+    def _run(self, graph: str, inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+        """Run with batch > 1 directly if the backend can, else row by row and concatenate."""
+        if batch == 1 or self.backend.supports_batch:
+            return self._timed(graph, inputs)
+        dims = self._batch_dims[graph]
+        rows = [self._timed(graph, {k: np.take(v, [b], axis=dims[k]) for k, v in inputs.items()}) for b in range(batch)]
+        return {k: np.concatenate([r[k] for r in rows], axis=dims[k]) for k in rows[0]}
+
+    def check_finite(self, graph: str, x: np.ndarray) -> np.ndarray:
+        """Refuse NaN/Inf output of a graph: searching garbage would silently emit random tokens.
+        The encoders' outputs are checked here; the search checks the joiner's through its
+        log-normalizers (NaN/Inf anywhere in a row, or in the predictor output, reaches them)."""
         if not np.isfinite(x).all():
             raise FloatingPointError(
                 f"{getattr(self.backend, 'name', 'backend')} {getattr(self.backend, 'precision', '')} graph "
@@ -136,8 +148,7 @@ class ModelGraphs:
 
     def encoder_full(self, features: np.ndarray) -> np.ndarray:
         """features [1, T, F] float32 -> encoder_out [1, T // s, D]"""
-        self._count("encoder")
-        return self._finite("encoder_full", self.backend.run("encoder_full", {"features": features})["encoder_out"])
+        return self.check_finite("encoder_full", self._timed("encoder_full", {"features": features})["encoder_out"])
 
     def encoder_initial_state(self) -> list[np.ndarray]:
         return [s.initial() for s in self.encoder_states]
@@ -146,16 +157,9 @@ class ModelGraphs:
         """features [B, C, F], state (batch B) -> (encoder_out [B, C // s, D], new state)"""
         if self.step_graph is None:
             raise RuntimeError("this recognizer was created in full mode; it has no streaming graph")
-        self._count("encoder")
-        inputs = {"features": features}
-        dims = {"features": 0}
-        out_dims = {"encoder_out": 0}
-        for spec, t in zip(self.encoder_states, state):
-            inputs[spec.name] = t
-            dims[spec.name] = spec.batch_dim
-            out_dims["new_" + spec.name] = spec.batch_dim
-        out = self._run(self.step_graph, inputs, dims, out_dims)
-        enc = self._finite(self.step_graph, out["encoder_out"])
+        inputs = {"features": features, **{spec.name: t for spec, t in zip(self.encoder_states, state)}}
+        out = self._run(self.step_graph, inputs, features.shape[0])
+        enc = self.check_finite(self.step_graph, out["encoder_out"])
         return enc, [out["new_" + s.name] for s in self.encoder_states]
 
     def predictor_initial_state(self) -> list[np.ndarray]:
@@ -163,23 +167,11 @@ class ModelGraphs:
 
     def predictor(self, context: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         """context [B, K] int64, state (batch B) -> (predictor_out [B, P], new state)"""
-        self._count("predictor")
-        inputs = {"context": context}
-        dims = {"context": 0}
-        out_dims = {"predictor_out": 0}
-        for spec, t in zip(self.predictor_states, state):
-            inputs[spec.name] = t
-            dims[spec.name] = spec.batch_dim
-            out_dims["new_" + spec.name] = spec.batch_dim
-        out = self._run("predictor", inputs, dims, out_dims)
-        return self._finite("predictor", out["predictor_out"]), [out["new_" + s.name] for s in self.predictor_states]
+        inputs = {"context": context, **{spec.name: t for spec, t in zip(self.predictor_states, state)}}
+        out = self._run("predictor", inputs, context.shape[0])
+        return out["predictor_out"], [out["new_" + s.name] for s in self.predictor_states]
 
     def joiner(self, encoder_out: np.ndarray, predictor_out: np.ndarray) -> np.ndarray:
-        """encoder_out [B, D], predictor_out [B, P] -> logits [B, V]"""
-        self._count("joiner")
-        return self._finite("joiner", self._run(
-            "joiner",
-            {"encoder_out": np.ascontiguousarray(encoder_out), "predictor_out": np.ascontiguousarray(predictor_out)},
-            {"encoder_out": 0, "predictor_out": 0},
-            {"logits": 0},
-        )["logits"])
+        """encoder_out [B, D], predictor_out [B, P] -> logits [B, V] (not checked for NaN: see check_finite)"""
+        inputs = {"encoder_out": np.ascontiguousarray(encoder_out), "predictor_out": np.ascontiguousarray(predictor_out)}
+        return self._run("joiner", inputs, encoder_out.shape[0])["logits"]

@@ -28,6 +28,9 @@ length.
 
 Token timestamps are emission times: (encoder frame index + 1) * subsampling * frame_shift, i.e.
 when the audio that produced the token has been fully heard.
+
+`Recognizer.timers` (timers.StageTimers) says where the time goes: features, each graph, the
+search around the graphs, building results. `dualasr bench` reads it.
 """
 
 from __future__ import annotations
@@ -46,9 +49,10 @@ import numpy as np
 from dualasr.audio import prepare_samples
 
 from .backends import Backend, cap_threads, create_backend
-from .features import AudioFrontend, compute_features, sounding_from
+from .features import AudioFrontend, sounding_from
 from .graphs import ModelGraphs, split_states, stack_states
-from .search import Hyp, beam_search_step, greedy_search, initial_hyp
+from .search import LOOKAHEAD, Hyp, beam_search_step, greedy_search, initial_hyp
+from .timers import StageTimers
 from .windows import Window, next_window, window_frames
 
 __all__ = ["EndpointRule", "EndpointConfig", "Result", "Stream", "Recognizer", "load_export_manifest"]
@@ -165,12 +169,12 @@ class Stream:
                 names the stream); RuntimeError: after input_finished(), or while another thread
                 uses the stream.
         """
-        with self.owned("accept_waveform"):
+        with self.owned("accept_waveform"), self._rec.timers.stage("features"):
             self.frontend.accept_waveform(sample_rate, samples)
 
     def input_finished(self) -> None:
         """No more audio: the last frames (and the padded last chunk) become decodable."""
-        with self.owned("input_finished"):
+        with self.owned("input_finished"), self._rec.timers.stage("features"):
             self.frontend.input_finished()
 
     @property
@@ -193,17 +197,19 @@ class Stream:
 
     @property
     def result(self) -> Result:
-        best = max(self.hyps, key=lambda h: h.score)
-        ids, frames = best.token_ids, best.frames  # reset() starts each segment with no tokens
+        """Built on each read (text, pieces, timestamps): read it when you need it, not per chunk."""
         rec = self._rec
-        return Result(
-            text=rec.tokenizer.decode(ids),
-            tokens=[rec.tokenizer.id_to_piece(i) for i in ids],
-            token_ids=list(ids),
-            timestamps=[round((f + 1) * rec.encoder_frame_s, 6) for f in frames],
-            is_final=self.flushed,
-            segment=self.segment,
-        )
+        with rec.timers.stage("results"):
+            best = max(self.hyps, key=lambda h: h.score)
+            ids, frames = best.token_ids, best.frames  # reset() starts each segment with no tokens
+            return Result(
+                text=rec.tokenizer.decode(ids),
+                tokens=[rec.tokenizer.id_to_piece(i) for i in ids],
+                token_ids=list(ids),
+                timestamps=[round((f + 1) * rec.encoder_frame_s, 6) for f in frames],
+                is_final=self.flushed,
+                segment=self.segment,
+            )
 
 
 # ----------------------------------------------------------------------------- recognizer
@@ -214,7 +220,9 @@ class Recognizer:
 
     Args:
         export_dir: folder with manifest.json (checked, checksums included, before loading).
-        backend: "onnxruntime", "executorch" (imports torch via its Python bindings) or "coreml".
+        backend: "onnxruntime", "executorch" (imports torch via its Python bindings), "coreml", or
+            "torch": the export's checkpoint in PyTorch eager through the same graph modules the
+            exporter traced (dualasr.export.wrappers), fp32 only; it imports torch, only then.
         precision: "fp32" or "int8" (Core ML: "fp16"/"int8"; "fp32" means its float model).
         mode: "streaming" (chunked step graph) or "full" (encoder_full on the whole utterance).
         chunk_ms: which exported chunk size to use (default: the first in the manifest).
@@ -256,6 +264,7 @@ class Recognizer:
         verify_checksums: bool = True,
     ):
         t0 = time.perf_counter()
+        self.timers = StageTimers()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if decoding not in DECODINGS:
@@ -301,7 +310,9 @@ class Recognizer:
             self.backend = create_backend(backend, self.export_dir, m, precision, threads, providers, graphs)
         else:
             self.backend = backend
-        self.graphs = ModelGraphs(self.backend, m, step_graph, states)
+        self.graphs = ModelGraphs(self.backend, m, step_graph, states, self.timers)
+        # A joiner call per frame where the backend has no batch axis (rows would be calls anyway).
+        self._lookahead = LOOKAHEAD if self.backend.supports_batch else 1
         self.graphs.check_probes(graphs, str(self.export_dir))
         if mode == "full":
             lo, hi = self._full_frame_limits(self.backend, precision)
@@ -391,17 +402,18 @@ class Recognizer:
         c, sub = self.chunk_frames, self.subsampling
         feats = np.zeros((len(streams), c, streams[0].frontend.fbank.dim), dtype=np.float32)
         valid: list[int] = []
-        for i, s in enumerate(streams):
-            n = min(c, s.frames_available)
-            feats[i, :n] = s.frontend.read(n)
-            if n < c:  # input finished: zero-pad the last partial chunk, decode its full frames only
-                s.flushed = True
-            valid.append(n // sub)
+        with self.timers.stage("features"):
+            for i, s in enumerate(streams):
+                n = min(c, s.frames_available)
+                feats[i, :n] = s.frontend.read(n)
+                if n < c:  # input finished: zero-pad the last partial chunk, decode its full frames only
+                    s.flushed = True
+                valid.append(n // sub)
         run = [i for i, s in enumerate(streams) if valid[i] > 0]
         if run:
             rows = [streams[i] for i in run]
             state = self._stack_encoder_states(rows)
-            enc, new_state = self.graphs.encoder_step(feats[run], state)
+            enc, new_state = self.graphs.encoder_step(feats if len(run) == len(streams) else feats[run], state)
             self._unstack_encoder_states(rows, new_state)
             self._search(rows, enc, [valid[i] for i in run])
         for s in streams:
@@ -424,7 +436,9 @@ class Recognizer:
                     f"export's full-context graph accepts ({self._full_min_frames * self.frame_shift_s:.2f} s); "
                     "use mode='streaming' for it"
                 )
-            enc = self.graphs.encoder_full(fbank.frames(w.start, w.stop)[None])
+            with self.timers.stage("features"):
+                feats = fbank.frames(w.start, w.stop)[None]
+            enc = self.graphs.encoder_full(feats)
             first, last = (w.keep_from - w.start) // sub, (w.keep_to - w.start) // sub
             self._search([s], enc[:, first:last], [last - first])
             fbank.drop_until(w.keep_to - self._window[1])  # the next window's left context stays
@@ -444,13 +458,15 @@ class Recognizer:
         # can be said (the model never saw such frames and emits e.g. "paym" on them; README).
         start = [min(valid[i], max(0, sounding_from(s.frontend.fbank, self.subsampling) - first[i]))
                  for i, s in enumerate(streams)]
-        if self.decoding == "greedy":
-            hyps = [s.hyps[0] for s in streams]
-            greedy_search(self.graphs, hyps, enc, valid, first, self.max_symbols_per_frame, self.blank_id, start)
-        else:
-            for i, s in enumerate(streams):
-                for t in range(start[i], valid[i]):
-                    s.hyps = beam_search_step(self.graphs, s.hyps, enc[i, t], first[i] + t, self.beam, self.blank_id)
+        with self.timers.stage_without_graphs("search"):
+            if self.decoding == "greedy":
+                hyps = [s.hyps[0] for s in streams]
+                greedy_search(self.graphs, hyps, enc, valid, first, self.max_symbols_per_frame, self.blank_id, start,
+                              self._lookahead)
+            else:
+                for i, s in enumerate(streams):
+                    for t in range(start[i], valid[i]):
+                        s.hyps = beam_search_step(self.graphs, s.hyps, enc[i, t], first[i] + t, self.beam, self.blank_id)
         for s, v in zip(streams, valid):
             s.frames_decoded += v
 
@@ -479,13 +495,9 @@ class Recognizer:
 
     def recognize(self, samples: np.ndarray, sample_rate: int, name: str = "<array>") -> Result:
         """Recognize a whole utterance (full mode: encoder_full once; streaming: chunk by chunk)."""
-        x = prepare_samples(samples, sample_rate, self.sample_rate, name=name)
         s = self.create_stream(name)
-        s.frontend.push(x)
+        with self.timers.stage("features"):
+            s.frontend.push(prepare_samples(samples, sample_rate, self.sample_rate, name=name))
         s.input_finished()
         self.decode(s)
         return s.result
-
-    def features_of(self, samples: np.ndarray) -> np.ndarray:
-        """Whole-utterance fbank of 16 kHz float samples [N] -> [T, F] (for tests/tools)."""
-        return compute_features(samples, self.features)

@@ -2,11 +2,16 @@
 
 Both searches consume encoder frames as they arrive and keep everything they need between calls in
 `Hyp` objects (one per stream for greedy, `beam` per stream for beam search), so a stream can be
-decoded chunk by chunk and the result equals decoding all frames at once. They mirror
-dualasr.decoding.greedy_search / beam_search (the PyTorch reference) step for step:
+decoded chunk by chunk and the result equals decoding all frames at once. They compute what
+dualasr.decoding.greedy_search / beam_search (the batched PyTorch oracle) compute:
 
-* greedy: at each frame up to `max_symbols_per_frame` tokens; the joiner is called once per
-  (frame, symbol) for all streams together, the predictor once for all streams that emitted.
+* greedy: at each frame up to `max_symbols_per_frame` tokens. The joiner runs on the next
+  `lookahead` frames of every stream at once with the stream's current predictor output: every
+  frame before the first non-blank is a blank, so it needs no second look. Only a stream that
+  emitted runs the predictor (batched over the streams that did) and looks again from the frame
+  it emitted at. A trained model emits on few frames, so a chunk costs about 1 + (tokens
+  emitted) joiner calls instead of one per frame and symbol. Greedy keeps no path score: with
+  one hypothesis nothing reads it (the oracle's score is a sum of argmax log-probabilities).
 * modified beam search: at most one token per frame per hypothesis; the `beam` best
   (hypothesis, token) pairs survive; pairs with equal token sequences are merged (log-add,
   keeping the first path's emission frames).
@@ -14,6 +19,7 @@ dualasr.decoding.greedy_search / beam_search (the PyTorch reference) step for st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,13 +28,16 @@ from .graphs import ModelGraphs, split_states, stack_states
 
 __all__ = ["Hyp", "initial_hyp", "greedy_search", "beam_search_step", "log_softmax"]
 
+LOOKAHEAD = 8  # encoder frames per greedy joiner call and stream (320 ms at 40 ms frames)
+
 
 @dataclass
 class Hyp:
     """A partial hypothesis and the predictor state needed to extend it.
 
     token_ids: emitted non-blank ids; frames: absolute encoder frame of each emission;
-    score: log-probability of the path (blanks included); context: [K] int64 last tokens;
+    score: log-probability of the path, blanks included (beam search; greedy leaves it 0);
+    context: [K] int64 last tokens;
     pred_out: [P] predictor output for that context; pred_state: predictor state, batch 1.
     """
 
@@ -46,10 +55,16 @@ class Hyp:
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
-    """Along the last axis, in float32 (as the reference's .float().log_softmax)."""
+    """Along the last axis, in float32 (as the oracle's .float().log_softmax)."""
     x = x.astype(np.float32, copy=False)
     m = x.max(axis=-1, keepdims=True)
     return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def _check_finite(graphs: ModelGraphs, value: float) -> None:
+    """A NaN/Inf joiner output means garbage in (or in the predictor output behind it)."""
+    if not math.isfinite(value):
+        graphs.check_finite("joiner", np.asarray([value]))
 
 
 def initial_hyp(graphs: ModelGraphs) -> Hyp:
@@ -58,14 +73,12 @@ def initial_hyp(graphs: ModelGraphs) -> Hyp:
     return Hyp([], [], 0.0, ctx, out[0], state)
 
 
-def _push(context: np.ndarray, token: int) -> np.ndarray:
-    """Shift the context window left and append token: [K] -> [K]."""
-    return np.concatenate([context[1:], np.asarray([token], dtype=np.int64)])
-
-
 def _extend(graphs: ModelGraphs, parents: list[Hyp], tokens: list[int]) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
     """One batched predictor step for each (parent, new token) -> [(context, pred_out, state)]."""
-    contexts = np.stack([_push(p.context, tok) for p, tok in zip(parents, tokens)])
+    contexts = np.empty((len(parents), graphs.context_size), dtype=np.int64)  # [N, K]: shifted left, + token
+    for i, (p, token) in enumerate(zip(parents, tokens)):
+        contexts[i, :-1] = p.context[1:]
+        contexts[i, -1] = token
     specs = graphs.predictor_states
     state = stack_states([p.pred_state for p in parents], specs) if specs else []
     out, new_state = graphs.predictor(contexts, state)
@@ -82,6 +95,7 @@ def greedy_search(
     max_symbols_per_frame: int = 3,
     blank_id: int = 0,
     start: list[int] | None = None,
+    lookahead: int = LOOKAHEAD,
 ) -> None:
     """Extend each stream's greedy hypothesis in place with new encoder frames.
 
@@ -91,29 +105,43 @@ def greedy_search(
         num_frames: valid frames per row (<= T; the rest is padding).
         first_frame: absolute index of each row's frame 0 (for emission timestamps).
         start: per row, the first frame searched (default 0); earlier frames emit nothing.
+        lookahead: frames per row and joiner call (any value >= 1 gives the same tokens).
     """
-    start = start or [0] * len(hyps)
-    for t in range(encoder_out.shape[1]):
-        active = [b for b in range(len(hyps)) if start[b] <= t < num_frames[b]]
-        for _ in range(max_symbols_per_frame):
-            if not active:
-                break
-            logits = graphs.joiner(encoder_out[active, t], np.stack([hyps[b].pred_out for b in active]))
-            logp = log_softmax(logits)
-            best = logp.argmax(axis=-1)
-            emitted: list[int] = []
-            for i, b in enumerate(active):
-                hyps[b].score += float(logp[i, best[i]])
-                if best[i] != blank_id:
-                    hyps[b].token_ids.append(int(best[i]))
-                    hyps[b].frames.append(first_frame[b] + t)
-                    emitted.append(b)
-            if not emitted:
-                break
-            for b, (ctx, out, state) in zip(emitted, _extend(graphs, [hyps[b] for b in emitted],
-                                                             [hyps[b].token_ids[-1] for b in emitted])):
+    frame = list(start or [0] * len(hyps))  # per row: the frame to look at next
+    symbols = [0] * len(hyps)  # tokens emitted so far at that frame
+    active = [b for b in range(len(hyps)) if frame[b] < num_frames[b]]
+    while active:
+        spans = [(b, frame[b], min(num_frames[b], frame[b] + lookahead)) for b in active]
+        if len(spans) == 1:  # one stream (the usual case): no gathering
+            b, lo, hi = spans[0]
+            enc, pred = encoder_out[b, lo:hi], np.repeat(hyps[b].pred_out[None, :], hi - lo, axis=0)
+        else:
+            enc = np.concatenate([encoder_out[b, lo:hi] for b, lo, hi in spans])
+            pred = np.repeat(np.stack([hyps[b].pred_out for b in active]), [hi - lo for _, lo, hi in spans], axis=0)
+        logits = graphs.joiner(enc, pred)
+        _check_finite(graphs, float(logits.max()))  # NaN/Inf anywhere (the max propagates NaN)
+        best = logits.argmax(axis=-1)
+        nonblank = best != blank_id
+        emitted: list[int] = []
+        row = 0
+        for b, lo, hi in spans:
+            k = int(nonblank[row:row + hi - lo].argmax())  # the first non-blank, or 0 if none
+            if not nonblank[row + k]:  # blanks to the end of the window
+                frame[b], symbols[b] = hi, 0
+            else:  # k blanks, then a token at frame lo + k
+                hyps[b].token_ids.append(int(best[row + k]))
+                hyps[b].frames.append(first_frame[b] + lo + k)
+                symbols[b] = (symbols[b] if k == 0 else 0) + 1
+                frame[b] = lo + k
+                if symbols[b] == max_symbols_per_frame:  # no more at this frame: the next one
+                    frame[b], symbols[b] = lo + k + 1, 0
+                emitted.append(b)
+            row += hi - lo
+        if emitted:
+            new = _extend(graphs, [hyps[b] for b in emitted], [hyps[b].token_ids[-1] for b in emitted])
+            for b, (ctx, out, state) in zip(emitted, new):
                 hyps[b].context, hyps[b].pred_out, hyps[b].pred_state = ctx, out, state
-            active = emitted  # only rows that just emitted may emit again at this frame
+        active = [b for b in active if frame[b] < num_frames[b]]
 
 
 def beam_search_step(
@@ -131,7 +159,7 @@ def beam_search_step(
     """
     pred_out = np.stack([b.pred_out for b in beams])  # [K, P]
     enc = np.repeat(encoder_frame[None, :], len(beams), axis=0)
-    logp = log_softmax(graphs.joiner(enc, pred_out))  # [K, V]
+    logp = graphs.check_finite("joiner", log_softmax(graphs.joiner(enc, pred_out)))  # [K, V]
     vocab = logp.shape[-1]
     base = np.asarray([b.score for b in beams], dtype=np.float64)
     total = (base[:, None] + logp.astype(np.float64)).ravel()

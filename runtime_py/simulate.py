@@ -78,6 +78,7 @@ class SimulationResult:
     feeds: int  # pieces fed (+1 for the end of input)
     chunks: int  # decode() calls that had work: one per chunk in streaming, one in full mode
     chunk_compute_ms: dict[str, float]  # p50, p90, max over those decode() calls
+    chunk_seconds: list[float]  # each of those calls' compute time
     compute_s: float
     rtf: float
     first_partial_latency_s: float | None
@@ -133,8 +134,8 @@ def simulate(
     speech_end_s: float | None = None,
     name: str = "<array>",
 ) -> SimulationResult:
-    """Run one utterance through `recognizer` (Recognizer or dualasr.reference.TorchRecognizer)
-    as a live stream.
+    """Run one utterance through `recognizer` (a Recognizer, or any object with its create_stream /
+    is_ready / decode API, e.g. the bench's peers) as a live stream.
 
     Args:
         samples: [N] audio (any dtype/rate accepted by Stream.accept_waveform).
@@ -257,6 +258,7 @@ def _run(recognizer, pieces: Iterable[np.ndarray], feed_ms: float | None, realti
             "p90": _pct(chunk_times, 90) * 1000,
             "max": max(chunk_times) * 1000 if chunk_times else float("nan"),
         },
+        chunk_seconds=chunk_times,
         compute_s=compute,
         rtf=compute / audio_s if audio_s else float("nan"),
         first_partial_latency_s=first_partial,

@@ -17,7 +17,6 @@ from dualasr.audio import AudioError, load_audio, prepare_samples, save_wav  # n
 from dualasr.features import (  # noqa: E402
     FbankConfig,
     compute_fbank,
-    compute_fbank_batch,
     num_frames,
     spec_augment,
 )
@@ -152,16 +151,6 @@ def test_kaldi_streaming_pieces_equal_one_piece(speech):
     chunked = knf_fbank(speech, cfg, pieces=pieces)
     assert chunked.shape == whole.shape
     np.testing.assert_array_equal(chunked, whole)
-
-
-def test_fbank_batch_pads_with_zeros(speech, noise):
-    cfg = FbankConfig()
-    wavs = [torch.from_numpy(speech), torch.from_numpy(noise[:8000])]
-    feats, lengths = compute_fbank_batch(wavs, cfg)
-    assert lengths.tolist() == [num_frames(len(speech), cfg), num_frames(8000, cfg)]
-    assert feats.shape == (2, int(lengths.max()), 80)
-    torch.testing.assert_close(feats[1, : lengths[1]], compute_fbank(wavs[1], cfg))
-    assert torch.all(feats[1, lengths[1] :] == 0)
 
 
 def test_fbank_config_round_trip():

@@ -50,7 +50,7 @@ def bench_run(setup):
     root, data = setup
     out = root / "results"
     peers = "pocketsphinx" if HAVE_POCKETSPHINX else "none"
-    proc = _bench(root / "export", "--data", data, "--backends", "onnxruntime", "--peers", peers,
+    proc = _bench(root / "export", "--data", data, "--backends", "onnxruntime,torch", "--peers", peers,
                   "--threads", "1", "--json", out / "bench.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc
@@ -67,10 +67,20 @@ def test_bench_writes_schema_valid_json_markdown_and_plots(bench_run):
             assert cell["status"] == "ok", cell.get("reason")
             m = cell["metrics"]
             for key in ("wer_pct", "rtf", "chunk_compute_ms_p50", "chunk_compute_ms_p90", "load_s", "peak_rss_mb",
-                        "size_bytes", "harness_overhead_pct"):
+                        "size_bytes", "harness_overhead_pct", "features_s", "search_s", "result_s"):
                 assert m[key] is not None and m[key] >= 0, key
+            # The recognizer's own stage timers: the split adds up to the compute outside the graphs.
+            assert m["features_s"] + m["result_s"] + m["search_s"] + m["bookkeeping_s"] == pytest.approx(
+                m["compute_s"] - m["model_s"])
+            assert set(m["graph_calls"]) == {"encoder_streaming_320ms" if mode != "full" else "encoder_full",
+                                             "predictor", "joiner"}
             assert len(cell["utterances"]) == 3
             assert cell["torch_imported"] is False  # the runtime cells stay torch-free
+    for mode in ("streaming-320ms", "full"):
+        # The torch column: the same runtime over the checkpoint's eager graphs, the same tokens.
+        eager, ours = ids[f"dualasr/torch/fp32/{mode}/t1"], ids[f"dualasr/onnxruntime/fp32/{mode}/t1"]
+        assert eager["status"] == "ok" and eager["torch_imported"] is True, eager.get("reason")
+        assert [u["tokens"] for u in eager["utterances"]] == [u["tokens"] for u in ours["utterances"]]
     if HAVE_POCKETSPHINX:
         assert ids["pocketsphinx/pocketsphinx/native/streaming/t1"]["status"] == "ok"
     # Compute figures: FLOPs counted (torch is installed here) and the machine's matmul peak measured.

@@ -290,10 +290,19 @@ def test_build_asterisk_set(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- dataset / sampler
 
 
+def test_manifest_reading_does_not_import_torch(tmp_path: Path) -> None:
+    """dualasr.data is plain Python (corpus building and `dualasr bench` read manifests without
+    torch); the torch pieces live in dualasr.batching."""
+    code = ("import sys\nfrom dualasr.data import read_manifest, write_manifest, Utterance\n"
+            "assert 'torch' not in sys.modules, 'dualasr.data imported torch'\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
 def test_feature_dataset_and_collate(tmp_path: Path, tokenizer: Tokenizer) -> None:
     import torch
 
-    from dualasr.data import FeatureDataset, collate
+    from dualasr.batching import FeatureDataset, collate
 
     rng = np.random.default_rng(0)
     utts = []
@@ -324,7 +333,7 @@ def test_feature_dataset_and_collate(tmp_path: Path, tokenizer: Tokenizer) -> No
 
 
 def test_duration_bucket_sampler() -> None:
-    from dualasr.data import DurationBucketSampler
+    from dualasr.batching import DurationBucketSampler
 
     rng = np.random.default_rng(1)
     lengths = rng.integers(50, 1000, size=203).tolist()

@@ -1,6 +1,6 @@
 """The shipped model (dualasr/assets/default/model.pt) on real recorded speech it never trained on:
-it recognizes, the torch-free runtime equals the PyTorch streaming decode token for token, and an
-unmodified sherpa-onnx decodes our export to the same tokens."""
+it recognizes, the torch-free runtime equals the batched PyTorch oracle (tests/oracle.py) token for
+token, and an unmodified sherpa-onnx decodes our export to the same tokens."""
 
 from __future__ import annotations
 
@@ -60,20 +60,21 @@ def test_recognizes_held_out_real_speech(export_dir, real_speech, mode):
 
 
 def test_runtime_equals_pytorch_streaming_on_real_speech(export_dir, real_speech):
-    from dualasr.reference import TorchRecognizer
+    from oracle import oracle_recognize
+
+    from dualasr.checkpoint import load_model
     from dualasr.runtime.recognizer import Recognizer
 
     _, waves = real_speech
+    model = load_model(DEFAULT_MODEL)[0]
     ours = Recognizer(export_dir, mode="streaming", threads=1)
-    ref = TorchRecognizer(DEFAULT_MODEL, mode="streaming", chunk_ms=320)
     for w in waves[:5]:
         a = ours.recognize(w, 16000)
-        b = ref.recognize(w, 16000)
-        assert a.token_ids and a.token_ids == b.token_ids
+        assert a.token_ids and a.token_ids == oracle_recognize(model, w, "streaming").token_ids
 
 
 def test_sherpa_onnx_decodes_our_export_like_our_runtime(export_dir, real_speech):
-    sherpa_onnx = pytest.importorskip("sherpa_onnx")
+    pytest.importorskip("sherpa_onnx")
     import json
 
     from dualasr.checkpoint import load_model
@@ -85,7 +86,6 @@ def test_sherpa_onnx_decodes_our_export_like_our_runtime(export_dir, real_speech
     tail = np.zeros(4800, np.float32)  # apps append tail silence; sherpa skips a partial last chunk
     wavs = [np.concatenate([w, tail]) for w in waves[:4]]
     got = sherpa_decode(_recognizer(export_dir, entry, "greedy_search"), _piece_ids(export_dir, entry), wavs)
-    assert sherpa_onnx is not None
     for w, tokens in zip(wavs, got):
         assert tokens and tokens == reference_greedy(model, w)
 

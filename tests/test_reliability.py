@@ -322,6 +322,7 @@ def test_3_full_mode_on_long_audio_equals_torch_over_the_same_windows(onnx_expor
     from dualasr.checkpoint import load_model
     from dualasr.decoding import greedy_search
     from dualasr.runtime import Recognizer
+    from dualasr.runtime.features import compute_features
     from dualasr.runtime.windows import plan_windows, window_frames
 
     x = np.tile(np.concatenate([speech, np.zeros(4000, np.float32)]), 40)[: 75 * 16000]
@@ -340,7 +341,7 @@ def test_3_full_mode_on_long_audio_equals_torch_over_the_same_windows(onnx_expor
     rec.decode(s)
     assert partial_at_40s and s.result.token_ids == got.token_ids and s.result.timestamps == got.timestamps
 
-    feats = rec.features_of(x)
+    feats = compute_features(x, rec.features)
     windows = plan_windows(len(feats), *window_frames(30.0, 0.01, 4), 4)
     assert len(windows) == 3
     model = load_model(random_checkpoint)[0]

@@ -90,10 +90,13 @@ def feed(rec: Recognizer, samples: np.ndarray, sizes: list[int], rate: int = RAT
     return s.result.token_ids
 
 
-def torch_reference(checkpoint: Path, mode: str):
-    from dualasr.reference import TorchRecognizer
+def oracle_tokens(checkpoint: Path, samples: np.ndarray, mode: str) -> list[int]:
+    """The batched PyTorch oracle's tokens (tests/oracle.py) for 16 kHz samples."""
+    from oracle import oracle_recognize
 
-    return TorchRecognizer(checkpoint, mode=mode, chunk_ms=CHUNK_MS)
+    from dualasr.checkpoint import load_model
+
+    return oracle_recognize(load_model(checkpoint)[0], samples, mode, chunk_ms=CHUNK_MS).token_ids
 
 
 # ---------------------------------------------------------------------------------- audio files
@@ -258,18 +261,17 @@ def test_recognize_refuses_bad_arrays(rec, rec_full, speech):
 
 
 def test_edge_audio_gives_results(rec, rec_full, speech, random_checkpoint):
-    """Valid but unusual audio: results equal the PyTorch reference (or the equivalent input)."""
+    """Valid but unusual audio: results equal the PyTorch oracle (or the equivalent input)."""
     silence = np.zeros(3 * RATE, np.float32)
     padded = np.concatenate([silence, speech, silence])
     for mode, r in (("streaming", rec), ("full", rec_full)):
-        ref = torch_reference(random_checkpoint, mode)
         for audio in (silence, padded, np.full(RATE, 0.25, np.float32)):  # digital silence, DC offset
             got = r.recognize(audio, RATE)
-            assert got.is_final and got.token_ids == ref.recognize(audio, RATE).token_ids, mode
+            assert got.is_final and got.token_ids == oracle_tokens(random_checkpoint, audio, mode), mode
         # shorter than one encoder frame / one chunk
         assert r.recognize(speech[8000:8100], RATE).token_ids == []
         short = speech[8000:11200]
-        assert r.recognize(short, RATE).token_ids == ref.recognize(short, RATE).token_ids
+        assert r.recognize(short, RATE).token_ids == oracle_tokens(random_checkpoint, short, mode)
         # float slightly beyond full scale is clipped, exactly as clipping it first
         loud = speech / np.abs(speech).max() * 1.5
         assert r.recognize(loud, RATE).token_ids == r.recognize(np.clip(loud, -1, 1), RATE).token_ids
@@ -460,12 +462,13 @@ TAMPER_CASES = ["sha256", "missing weights", "truncated weights", "missing graph
 def nothing_may_load(monkeypatch):
     """Any attempt to open a model (runtime backends, verify's PyTorch reference) fails the test."""
     from dualasr import checkpoint
-    from dualasr.runtime import backends
+    from dualasr.runtime import backends, torch_backend
 
     def refuse(*a, **k):
         raise AssertionError("a model was loaded from a damaged export")
 
-    for cls in (backends.OnnxRuntimeBackend, backends.ExecuTorchBackend, backends.CoreMLBackend):
+    for cls in (backends.OnnxRuntimeBackend, backends.ExecuTorchBackend, backends.CoreMLBackend,
+                torch_backend.TorchBackend):
         monkeypatch.setattr(cls, "__init__", refuse)
     monkeypatch.setattr(checkpoint, "load_model", refuse)
     monkeypatch.setattr("onnxruntime.InferenceSession", refuse)
@@ -478,7 +481,7 @@ def test_damaged_export_refused_at_every_entry_point(case, export_dir, speech_wa
     bad = tmp_path / "export"
     phrase = _tamper(export_dir, bad, case)
     # runtime
-    for backend in ("onnxruntime", "executorch"):
+    for backend in ("onnxruntime", "executorch", "torch"):
         with pytest.raises(ManifestError, match=phrase):
             Recognizer(bad, backend=backend)
     if case not in ("sha256",):  # size/structure problems are caught even without checksums
@@ -764,7 +767,8 @@ def test_training_data_refuses_bad_audio_by_name(corpus, audio_files, tmp_path, 
     """FeatureDataset and `dualasr train`: a bad file in a manifest stops training with its name;
     odd-but-valid files load; an utterance shorter than one encoder frame is named too."""
     from dualasr.cli import main
-    from dualasr.data import FeatureDataset, Utterance, read_manifest, write_manifest
+    from dualasr.batching import FeatureDataset
+    from dualasr.data import Utterance, read_manifest, write_manifest
     from dualasr.tokenizer import Tokenizer
 
     good, bad = audio_files
@@ -870,15 +874,14 @@ def et_export(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_executorch_digital_silence_and_threads(et_export, speech):
     """The ExecuTorch graphs on constant fbank frames (digital silence, DC offset) equal the
-    PyTorch reference in both modes (they returned NaN before the StableLayerNorm export); one
+    PyTorch oracle in both modes (they returned NaN before the StableLayerNorm export); one
     ExecuTorch Recognizer shared by 8 threads gives each stream's solo result (its lock)."""
     ckpt, export = et_export
     silence = np.zeros(2 * RATE, np.float32)
     for mode in ("streaming", "full"):
         r = Recognizer(export, backend="executorch", mode=mode)
-        ref = torch_reference(ckpt, mode)
         for audio in (silence, np.concatenate([silence, speech, silence]), np.full(RATE, 0.25, np.float32)):
-            assert r.recognize(audio, RATE).token_ids == ref.recognize(audio, RATE).token_ids, mode
+            assert r.recognize(audio, RATE).token_ids == oracle_tokens(ckpt, audio, mode), mode
     # Shorter than encoder_full's declared minimum (12 frames): a clear error, not a runtime crash.
     with pytest.raises(ValueError, match="clip.*outside what this export's full-context graph accepts"):
         Recognizer(export, backend="executorch", mode="full").recognize(speech[8000:9000], RATE, name="clip")

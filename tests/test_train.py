@@ -58,7 +58,8 @@ def test_variants_train_and_lower_the_loss(corpus, tmp_path, variant):
 
 
 def test_global_cmvn_statistics_are_computed_and_saved(corpus, tmp_path):
-    from dualasr.data import FeatureDataset, load_utterances
+    from dualasr.batching import FeatureDataset
+    from dualasr.data import load_utterances
     from dualasr.tokenizer import Tokenizer
     from dualasr.train import feature_stats
 

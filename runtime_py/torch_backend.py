@@ -1,0 +1,101 @@
+"""The PyTorch eager backend: the export's checkpoint run through the very graph modules the exporter
+traces (dualasr.export.wrappers), behind the same run(graph, inputs) protocol as the other backends.
+
+So `Recognizer(export_dir, backend="torch")` is the reference the exported graphs are held to,
+with the runtime's own audio front end, chunking and search: only the graphs differ. It imports
+torch (and the model code); dualasr.runtime imports this module only when the backend is chosen.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .backends import BackendError, _graph_specs, _resolve, _wanted_graphs
+
+__all__ = ["TorchBackend"]
+
+# The streaming state of exports made before the key/value cache (the shipped built-in model's):
+# attention inputs of the last W frames instead of their projected keys and values.
+INPUT_CACHE_STATES = ["cached_attn", "cached_conv", "processed_lens"]
+
+
+class _InputCacheStep(nn.Module):
+    """encoder_streaming_<C>ms in the INPUT_CACHE_STATES layout (encoder.forward_chunk_input_cache)."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, features: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        out, new_state = self.encoder.forward_chunk_input_cache(features, list(state))
+        return (out, *new_state)
+
+
+class TorchBackend:
+    """The checkpoint named in manifest["checkpoint"], one eval-mode wrapper module per graph, fp32.
+
+    Args:
+        threads: torch intra-op threads, process-wide (0: torch's default).
+        graphs: which graphs to build (default all in the manifest).
+    """
+
+    name = "torch"
+    supports_batch = True
+
+    def __init__(
+        self,
+        export_dir: str | os.PathLike,
+        manifest: dict,
+        precision: str = "fp32",
+        threads: int = 0,
+        graphs: list[str] | None = None,
+    ):
+        from dualasr.checkpoint import CheckpointError, load_model
+        from dualasr.export.wrappers import graphs_for
+
+        if precision != "fp32":
+            raise BackendError(f"the torch backend runs the checkpoint in float32 only, not {precision}; "
+                               "use --precision fp32, or another backend for the quantized graphs")
+        if not manifest.get("checkpoint"):
+            raise BackendError("this export holds no checkpoint, which the torch backend runs; re-export it "
+                               "with `dualasr export` (the exporter copies the checkpoint in)")
+        self.precision = precision
+        self.export_dir = Path(export_dir)
+        if threads:
+            torch.set_num_threads(int(threads))
+        t0 = time.perf_counter()
+        try:
+            model, _config, _tokenizer = load_model(_resolve(self.export_dir, manifest, manifest["checkpoint"]))
+        except CheckpointError as e:
+            raise BackendError(str(e)) from None
+        modules = graphs_for(model, [int(e["chunk_ms"]) for e in manifest["streaming"]])
+        for entry in manifest["streaming"]:
+            modules[entry["graph"]] = _step_module(model, modules[entry["graph"]], entry)
+        wanted = _wanted_graphs(manifest, "torch", precision, list(modules), graphs)
+        self._modules = {g: modules[g] for g in wanted}
+        self._io = {g: _graph_specs(manifest, g) for g in wanted}  # the modules keep no per-call state
+        self.load_seconds = time.perf_counter() - t0
+
+    @torch.inference_mode()
+    def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        in_names, out_names = self._io[graph_name]
+        result = self._modules[graph_name](*[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in in_names])
+        result = result if isinstance(result, tuple) else (result,)
+        return {n: t.numpy() for n, t in zip(out_names, result)}
+
+
+def _step_module(model: nn.Module, step: nn.Module, entry: dict) -> nn.Module:
+    """The module computing a manifest streaming entry: the exporter's step, or the older layout's."""
+    names = [st["name"] for st in entry["states"]]
+    if names == list(model.encoder.state_names):
+        return step
+    if names == INPUT_CACHE_STATES and hasattr(model.encoder, "forward_chunk_input_cache"):
+        return _InputCacheStep(model.encoder).eval()
+    raise BackendError(f"{entry['graph']}: streaming state {names} is not a layout this dualasr runs for a "
+                       f"{model.cfg.encoder} encoder ({list(model.encoder.state_names)}); re-export the checkpoint")
