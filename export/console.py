@@ -75,6 +75,18 @@ class ExportConsole:
                 self._terminal.write("\n")
             self._terminal.close()
 
+    def discard(self) -> None:
+        """Remove the log (the export was interrupted; it is one of its temporary files)."""
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+
+    def discard_if_empty(self) -> bool:
+        """Remove the log if nothing was written to it; True when removed."""
+        if self.log_path is not None and self.log_path.exists() and self.log_path.stat().st_size == 0:
+            self.discard()
+            return True
+        return False
+
     def move_into(self, export_dir: Path) -> Path:
         """After a successful export: move the log to export_dir/export.log; returns its path."""
         final = Path(export_dir) / LOG_NAME

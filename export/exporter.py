@@ -826,7 +826,14 @@ def export_quietly(checkpoint: Path | None, out: Path, formats: list[str], preci
             manifest = export_checkpoint(checkpoint, out, formats, precisions, chunk_ms, calibration,
                                          log=console.say, jobs=jobs, replace=replace)
     except ExportError as e:
+        # A refusal before any converter ran leaves an empty log: nothing to point at, so no file.
+        if console.discard_if_empty():
+            raise
         raise ExportError(f"{e}\n(converter output: {console.log_path})") from None
+    except BaseException:
+        # Interrupted (signal, Ctrl-C): the log is a temporary file like the rest.
+        console.discard()
+        raise
     return manifest, console.move_into(out)
 
 
