@@ -166,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="int8-accuracy-"))
     if args.config:
-        from random_model import random_checkpoint
+        from dualasr.checkpoint import random_checkpoint
+        from dualasr.config import load_config
 
-        checkpoint = random_checkpoint(args.config, args.set, work)
+        checkpoint = random_checkpoint(load_config(args.config, args.set), work / f"random-{args.config}.pt")
     else:
         checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
     model = load_model(checkpoint)[0]

@@ -59,9 +59,10 @@ def _checkpoint(args, tmp: Path) -> Path | None:
         return Path(args.checkpoint)
     if not args.config:
         return None  # the built-in model
-    from random_model import random_checkpoint
+    from dualasr.checkpoint import random_checkpoint
+    from dualasr.config import load_config
 
-    return random_checkpoint(args.config, args.set, tmp)
+    return random_checkpoint(load_config(args.config, args.set), tmp / f"random-{args.config}.pt")
 
 
 def _cpu_seconds() -> float:

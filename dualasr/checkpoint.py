@@ -23,7 +23,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, model: Transducer, config: Config, tokenizer_path: str | Path,
-                    training_state: dict[str, Any] | None = None) -> None:
+                    training_state: dict[str, Any] | None = None, random_init: bool = False) -> None:
+    """random_init: the weights were never trained (`random_checkpoint`); exports say so."""
     payload = {
         "format_version": FORMAT_VERSION,
         "config": config.to_dict(),
@@ -31,7 +32,23 @@ def save_checkpoint(path: str | Path, model: Transducer, config: Config, tokeniz
         "tokenizer": torch.frombuffer(bytearray(Path(tokenizer_path).read_bytes()), dtype=torch.uint8),
         "training_state": training_state or {},
     }
+    if random_init:
+        payload["random_init"] = True
     atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def random_checkpoint(config: Config, path: str | Path, seed: int = 0) -> Path:
+    """A checkpoint of `config` with random weights (seed `seed`) and a placeholder tokenizer of its
+    vocabulary size, to size and time a model before training it. Its transcripts mean nothing."""
+    from dualasr.tokenizer import Tokenizer
+
+    path = Path(path)
+    tok_path = path.with_name(path.stem + ".tokenizer.model")
+    Tokenizer.placeholder(config.model.vocab_size, tok_path)
+    torch.manual_seed(seed)
+    save_checkpoint(path, Transducer(config.model).eval(), config, tok_path, random_init=True)
+    tok_path.unlink()
+    return path
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

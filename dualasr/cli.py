@@ -35,7 +35,7 @@ def _corpus(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export.exporter import main as export_main
+    from .export.cli import main as export_main
     from .fileio import signals_raise
 
     with signals_raise():  # the temp export folder is removed on SIGTERM/SIGHUP too
@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quantize", default="none,int8", help="comma list of none, int8")
     e.add_argument("--chunk-ms", default="320", help="comma list of streaming chunk sizes in ms (e.g. 160,320,640)")
     e.add_argument("--calibration", help="manifest for static int8 calibration (optional)")
+    e.add_argument("--config", help="export a preset (or config file) with random weights instead of a checkpoint, "
+                   "to size and time a model before training it (transcripts mean nothing; the manifest says random_init)")
+    e.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="with --config: override a config value (repeatable), e.g. model.num_layers=12")
     e.add_argument("--replace", action="store_true",
                    help="replace an existing export at --out even if it holds formats this run does not rebuild")
     e.add_argument("--jobs", type=int, default=0,

@@ -29,19 +29,21 @@ def default_checkpoint() -> Path:
 BACKEND_FORMATS = {"onnxruntime": "onnx", "executorch": "executorch"}
 
 
-def cached_export(checkpoint: Path, backend: str = "onnxruntime", chunk_ms: int = 320) -> Path:
-    """Export `checkpoint` for `backend` (fp32 + int8) into the user's cache folder once; later
-    calls reuse it. One progress line per precision on stderr (an ExecuTorch export takes a
-    while); the converters' own output goes to the export's export.log."""
-    from dualasr.export.exporter import ExportError, export_quietly
+def cached_export(checkpoint: Path, backend: str = "onnxruntime", precision: str = "fp32", chunk_ms: int = 320) -> Path:
+    """Export `checkpoint` for `backend` at `precision` into the user's cache folder once; later
+    calls reuse it. A progress line on stderr (an ExecuTorch export takes minutes); the
+    converters' own output goes to the export's export.log."""
+    from dualasr.export.cli import export_quietly
+    from dualasr.export.exporter import ExportError
 
     fmt = BACKEND_FORMATS[backend]
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dualasr"
-    out = root / f"export-{digest}-{chunk_ms}ms-{fmt}"
+    out = root / f"export-{digest}-{chunk_ms}ms-{fmt}-{precision}"
     if not (out / "manifest.json").is_file():
-        print(f"exporting {checkpoint.name} to {fmt} in {out} (first run only)", flush=True)
-        manifest, log = export_quietly(checkpoint, out, [fmt], ["none", "int8"], [chunk_ms])
+        print(f"exporting {checkpoint.name} to {fmt} {precision} in {out} (first run only)", flush=True)
+        quantize = "int8" if precision == "int8" else "none"
+        manifest, log = export_quietly(checkpoint, out, [fmt], [quantize], [chunk_ms])
         if manifest["errors"]:
             raise ExportError(f"the {fmt} export failed: {manifest['errors']}; see {log}")
     return out
@@ -66,7 +68,7 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
     checkpoint = checkpoint or default_checkpoint()
     shipped = DEFAULT_MODEL.parent / "export"  # the built-in model's ONNX export ships beside it
     use_shipped = checkpoint == DEFAULT_MODEL and backend == "onnxruntime" and (shipped / "manifest.json").is_file()
-    export_dir = shipped if use_shipped else cached_export(checkpoint, backend)
+    export_dir = shipped if use_shipped else cached_export(checkpoint, backend, precision)
     utts = real_test_set(limit)
     items = [{"samples": load_audio(u.audio), "sample_rate": 16000, "name": u.id} for u in utts]
     refs = [normalize_text(u.text) for u in utts]

@@ -10,7 +10,7 @@ import io
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece as spm
@@ -231,6 +231,7 @@ class Tokenizer:
         model_path: str | os.PathLike[str],
         vocab_size: int = 128,
         model_type: str = "unigram",
+        user_defined_symbols: Sequence[str] = (),
     ) -> Tokenizer:
         """Train on normalized `texts`, write the model atomically to `model_path`, load it."""
         model_path = Path(model_path)
@@ -254,10 +255,26 @@ class Tokenizer:
             hard_vocab_limit=False,
             # We already normalized; identity keeps encode/decode an exact round trip.
             normalization_rule_name="identity",
+            user_defined_symbols=list(user_defined_symbols),
             minloglevel=2,
         )
         atomic_write(model_path, buf.getvalue())
         return cls(model_path)
+
+    @classmethod
+    def placeholder(cls, vocab_size: int, model_path: str | os.PathLike[str]) -> Tokenizer:
+        """A tokenizer of exactly `vocab_size` pieces for a model that was never trained (random-weight
+        exports, to size a model before training it): one piece per letter, then filler pieces
+        `<unused N>` that no text encodes to."""
+        letters = "abcdefghijklmnopqrstuvwxyz'"
+        texts = [" ".join(letters[i:] + letters[:i]) for i in range(len(letters))]
+        base = cls.train(texts, model_path, vocab_size=len(letters) + 3, model_type="char").vocab_size
+        if vocab_size < base:
+            raise ValueError(f"a placeholder tokenizer needs at least {base} pieces (blank, unk, letters); got {vocab_size}")
+        fillers = [f"<unused{i}>" for i in range(vocab_size - base)]
+        tok = cls.train(texts, model_path, vocab_size=vocab_size, model_type="char", user_defined_symbols=fillers)
+        assert tok.vocab_size == vocab_size, (tok.vocab_size, vocab_size)
+        return tok
 
     @property
     def vocab_size(self) -> int:

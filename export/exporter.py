@@ -30,7 +30,6 @@ import os
 import platform
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import traceback
@@ -64,7 +63,6 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "ExportError",
     "default_jobs",
-    "export_quietly",
     "FORMATS",
     "calibration_graph_inputs",
     "example_inputs_for",
@@ -72,8 +70,6 @@ __all__ = [
     "graph_io",
     "graph_probes",
     "io_names",
-    "load_calibration",
-    "main",
 ]
 
 # format -> (writer module under dualasr.export, precision for --quantize none, for int8)
@@ -509,7 +505,7 @@ def export_checkpoint(
             or no artifact at all could be written (then out_dir is left untouched).
     """
     from dualasr import __version__
-    from dualasr.checkpoint import CheckpointError, load_model
+    from dualasr.checkpoint import CheckpointError, load_model, read_checkpoint
     from dualasr.tokenizer import Tokenizer
 
     say = log or (lambda _msg: None)
@@ -521,7 +517,8 @@ def export_checkpoint(
     check_replaceable(out_dir, shown, None if replace else {f"{fmt}/{prec}" for fmt, _, prec in plan})
     checkpoint = _resolve_checkpoint(checkpoint)
     try:
-        model, _config, tokenizer_bytes = load_model(checkpoint)
+        model, config, tokenizer_bytes = load_model(checkpoint)
+        random_init = bool(read_checkpoint(checkpoint).get("random_init", False))
     except CheckpointError as e:
         raise ExportError(str(e)) from None
     try:
@@ -548,7 +545,11 @@ def export_checkpoint(
             "graphs": graph_io(graphs, examples),
             "max_full_seconds": DEFAULT_MAX_FULL_SECONDS,
             "checkpoint": CHECKPOINT_NAME,
-            "source_checkpoint": {"path": str(checkpoint), "sha256": sha256_file(checkpoint)},
+            "source_checkpoint": {
+                "path": f"random weights of preset {config.name}" if random_init else str(checkpoint),
+                "sha256": sha256_file(checkpoint),
+            },
+            "random_init": random_init,
             "artifacts": {},
             "tools": _tool_versions(),
             "export_seconds": {},
@@ -754,108 +755,7 @@ def _make_readable(root: Path) -> None:
             os.chmod(os.path.join(dirpath, f), 0o666 & ~umask)
 
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def _split(value: str | list | None, what: str) -> list[str]:
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    items = [v.strip() for v in (value or "").split(",") if v.strip()]
-    if not items:
-        raise ExportError(f"--{what} is empty")
-    return items
-
-
-def load_calibration(path: str | os.PathLike[str], max_utterances: int = 32) -> list[dict]:
-    """A JSONL manifest ({"audio", "text"} per line) -> [{"id", "features": [1, T, F]}]."""
-    from dualasr.audio import load_audio
-    from dualasr.data import read_manifest
-    from dualasr.features import FbankConfig, compute_fbank
-
-    utts = read_manifest(path)[:max_utterances]
-    if not utts:
-        raise ExportError(f"calibration manifest {path} lists no utterances")
-    cfg = FbankConfig()
-    return [{"id": u.id, "features": compute_fbank(torch.from_numpy(load_audio(u.audio)), cfg)[None]} for u in utts]
-
-
-def _summary_table(manifest: dict) -> str:
-    rows = [("format", "precision", "size MB", "seconds")]
-    for fmt, by_prec in manifest["artifacts"].items():
-        for prec in by_prec:
-            size = manifest["sizes"][fmt][prec]["bytes"] / 1e6
-            secs = manifest["export_seconds_by_precision"][fmt][prec]
-            rows.append((fmt, prec, f"{size:.2f}", f"{secs:.1f}"))
-    for key in manifest.get("errors", {}):
-        fmt, prec = key.split("/", 1)
-        rows.append((fmt, prec, "FAILED", "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    ws = manifest.get("weight_sharing") or {}
-    if ws.get("shared_bytes"):
-        lines.append(f"dual-mode weight sharing ({ws['artifact']}): {ws['shared_bytes'] / 1e6:.2f} MB vs "
-                     f"{ws['separate_bytes'] / 1e6:.2f} MB for a separate full + streaming model "
-                     f"({1 - ws['shared_bytes'] / max(1, ws['separate_bytes']):.0%} saved)")
-    for key, stats in (ws.get("by_artifact") or {}).items():
-        numbers = _sharing_numbers(stats)
-        if numbers:
-            shared = numbers[0]
-            separate = stats.get("all_graphs_separate_bytes", numbers[1])  # same basis for every format
-            lines.append(f"  {key}: {shared / 1e6:.2f} MB stored once vs {separate / 1e6:.2f} MB if every graph "
-                         f"held its own weights ({1 - shared / max(1, separate):.0%} saved)")
-    return "\n".join(lines)
-
-
 def default_jobs() -> int:
     """Writer processes when the user does not say: one per core, at most 4 (there are at most
     4 slow jobs: ExecuTorch fp32, ExecuTorch int8, Core ML, and the ONNX writers)."""
     return min(4, os.cpu_count() or 1)
-
-
-def export_quietly(checkpoint: Path | None, out: Path, formats: list[str], precisions: list[str],
-                   chunk_ms: list[int], calibration: list[dict] | None = None,
-                   jobs: int | None = None, replace: bool = False) -> tuple[dict, Path]:
-    """export_checkpoint with one progress line per artifact on the terminal and everything the
-    converters print in OUT/export.log. jobs None: default_jobs(). Returns (manifest, log path)."""
-    from .console import ExportConsole
-
-    jobs = jobs or default_jobs()
-    console = ExportConsole(out)
-    try:
-        with console:
-            manifest = export_checkpoint(checkpoint, out, formats, precisions, chunk_ms, calibration,
-                                         log=console.say, jobs=jobs, replace=replace)
-    except ExportError as e:
-        # A refusal before any converter ran leaves an empty log: nothing to point at, so no file.
-        if console.discard_if_empty():
-            raise
-        raise ExportError(f"{e}\n(converter output: {console.log_path})") from None
-    except BaseException:
-        # Interrupted (signal, Ctrl-C): the log is a temporary file like the rest.
-        console.discard()
-        raise
-    return manifest, console.move_into(out)
-
-
-def main(args) -> int:
-    """CLI entry (see dualasr/cli.py `export`). Returns the exit status: 0 ok, 1 some format failed."""
-    formats = _split(args.formats, "formats")
-    precisions = _split(args.quantize, "quantize")
-    try:
-        chunk_ms = [int(v) for v in _split(str(args.chunk_ms), "chunk-ms")]
-    except ValueError:
-        raise ExportError(f"--chunk-ms must be a comma list of integers, got {args.chunk_ms!r}") from None
-    calibration = load_calibration(args.calibration) if getattr(args, "calibration", None) else None
-    checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    t0 = time.perf_counter()
-    manifest, log_path = export_quietly(checkpoint, Path(args.out), formats, precisions, chunk_ms, calibration,
-                                        getattr(args, "jobs", 1),
-                                        replace=bool(getattr(args, "replace", False)))
-    print(_summary_table(manifest))
-    print(f"export written to {args.out} in {time.perf_counter() - t0:.0f} s (converter output: {log_path})")
-    if manifest["errors"]:
-        print("some formats failed (the others were exported):", file=sys.stderr)
-        for key, msg in manifest["errors"].items():
-            print(f"  {key}: {msg}", file=sys.stderr)
-        return 1
-    return 0

@@ -67,6 +67,19 @@ def random_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def random_et_export(random_checkpoint, tmp_path_factory) -> Path:
+    """`random_checkpoint` exported once to ExecuTorch fp32 with 320 ms (the default, first) and
+    160 ms streaming graphs; the ExecuTorch tests of several modules share it (a lowering takes minutes)."""
+    from dualasr.export.exporter import export_checkpoint
+
+    out = tmp_path_factory.mktemp("et") / "export"
+    manifest = export_checkpoint(random_checkpoint, out, ["executorch"], ["none"], [320, 160])
+    assert "fp32" in manifest["artifacts"].get("executorch", {}), manifest["errors"]
+    assert [e["chunk_ms"] for e in manifest["streaming"]] == [320, 160]
+    return out
+
+
+@pytest.fixture(scope="session")
 def random_lstm_checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "random-tiny-lstm.pt", "tiny-lstm")
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-kaldi_native_fbank = pytest.importorskip("kaldi_native_fbank")
+import kaldi_native_fbank
 
 from dualasr.audio import AudioError, load_audio, prepare_samples, save_wav  # noqa: E402
 from dualasr.features import (  # noqa: E402

@@ -4,12 +4,10 @@ baseline that was twice as fast. No timing assertions: timings are only checked 
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

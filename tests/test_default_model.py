@@ -74,7 +74,6 @@ def test_runtime_equals_pytorch_streaming_on_real_speech(export_dir, real_speech
 
 
 def test_sherpa_onnx_decodes_our_export_like_our_runtime(export_dir, real_speech):
-    pytest.importorskip("sherpa_onnx")
     import json
 
     from dualasr.checkpoint import load_model

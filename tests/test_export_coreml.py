@@ -2,8 +2,8 @@
 
 Core ML prediction needs macOS; on other systems these tests check everything the files allow
 (spec, functions, I/O names/shapes/dtypes, the weights inside vs PyTorch, deduplication, int8 size)
-and skip the prediction test with that reason. The fast tier uses a 1-layer tiny model; the same
-tests on the 4-layer `random_checkpoint` are marked slow.
+and skip the prediction test with that reason. They use a 1-layer tiny model; the 4-layer
+built-in model's Core ML export is checked by tests/test_export_cli.py (every format through the CLI).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-pytest.importorskip("coremltools")
+import coremltools  # noqa: F401  (a test dependency: missing means a broken install)
 
 from dualasr.checkpoint import load_model  # noqa: E402
 from dualasr.export import coreml_writer as cmw  # noqa: E402
@@ -47,15 +47,12 @@ def export(ckpt: Path, out: Path, precisions: list[str], names: list[str] | None
     return SimpleNamespace(model=model, cfg=config.model, graphs=graphs, ex=ex, entries=entries, dir=out)
 
 
-@pytest.fixture(scope="module", params=["1layer", pytest.param("tiny", marks=pytest.mark.slow)])
-def exported(request, tmp_path_factory) -> SimpleNamespace:
-    if request.param == "tiny":
-        ckpt = request.getfixturevalue("random_checkpoint")
-    else:
-        from conftest import make_checkpoint
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> SimpleNamespace:
+    from conftest import make_checkpoint
 
-        ckpt = make_checkpoint(tmp_path_factory.mktemp("ckpt1") / "random-1layer.pt", "tiny", num_layers=1)
-    return export(ckpt, tmp_path_factory.mktemp(f"coreml-{request.param}"), ["fp16", "int8"])
+    ckpt = make_checkpoint(tmp_path_factory.mktemp("ckpt1") / "random-1layer.pt", "tiny", num_layers=1)
+    return export(ckpt, tmp_path_factory.mktemp("coreml"), ["fp16", "int8"])
 
 
 def package(e: SimpleNamespace, precision: str) -> Path:

@@ -1,9 +1,9 @@
 """ExecuTorch export (export/executorch_writer.py): XNNPACK programs + one shared weights file, run
 with the ExecuTorch Python runtime and compared with PyTorch.
 
-Lowering is slow on a small CPU (minutes for the 4-layer tiny model), so the fast tier uses a
-1-layer variant of the tiny model; the same tests on the `random_checkpoint` tiny model and the int8
-export are marked slow.
+Lowering is slow on a small CPU (minutes for the 4-layer tiny model), so these tests use a 1-layer
+variant of the tiny model; the 4-layer built-in model's ExecuTorch export is checked end to end by
+tests/test_export_cli.py (every format through the CLI, then `dualasr verify` on it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("executorch")
+import executorch  # noqa: F401  (a test dependency: missing means a broken install)
 
 from dualasr.checkpoint import load_model  # noqa: E402
 from dualasr.export import executorch_writer as etw  # noqa: E402
@@ -52,18 +52,19 @@ def _one_layer_checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("ckpt1") / "random-1layer.pt", "tiny", num_layers=1)
 
 
-@pytest.fixture(scope="module", params=["1layer", pytest.param("tiny", marks=pytest.mark.slow)])
-def fp32(request, tmp_path_factory) -> SimpleNamespace:
-    if request.param == "tiny":
-        ckpt = request.getfixturevalue("random_checkpoint")
-    else:
-        ckpt = _one_layer_checkpoint(tmp_path_factory)
-    return export(ckpt, tmp_path_factory.mktemp(f"et-{request.param}"), "fp32")
+@pytest.fixture(scope="module")
+def one_layer_checkpoint(tmp_path_factory) -> Path:
+    return _one_layer_checkpoint(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def int8(random_checkpoint, tmp_path_factory) -> SimpleNamespace:
-    return export(random_checkpoint, tmp_path_factory.mktemp("et-int8"), "int8")
+def fp32(one_layer_checkpoint, tmp_path_factory) -> SimpleNamespace:
+    return export(one_layer_checkpoint, tmp_path_factory.mktemp("et-fp32"), "fp32")
+
+
+@pytest.fixture(scope="module")
+def int8(one_layer_checkpoint, tmp_path_factory) -> SimpleNamespace:
+    return export(one_layer_checkpoint, tmp_path_factory.mktemp("et-int8"), "int8")
 
 
 def paths(e: SimpleNamespace, graph: str) -> tuple[Path, Path]:

@@ -751,12 +751,8 @@ def test_11_odd_file_names_keep_one_line_per_file(speech_wav, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def et_export(random_checkpoint, tmp_path_factory) -> Path:
-    pytest.importorskip("executorch.runtime")
-    out = tmp_path_factory.mktemp("issue13-et") / "export"
-    manifest = export_checkpoint(random_checkpoint, out, ["executorch"], ["none"], [160, 320])
-    assert "fp32" in manifest["artifacts"].get("executorch", {}), manifest["errors"]
-    return out
+def et_export(random_et_export) -> Path:
+    return random_et_export
 
 
 @pytest.mark.slow

@@ -858,17 +858,8 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_weights(corpus, tmp_path)
 
 
 @pytest.fixture(scope="module")
-def et_export(tmp_path_factory) -> tuple[Path, Path]:
-    pytest.importorskip("executorch.runtime")
-    from conftest import make_checkpoint
-
-    from dualasr.export.exporter import export_checkpoint
-
-    d = tmp_path_factory.mktemp("robust-et")
-    ckpt = make_checkpoint(d / "random-1layer.pt", "tiny", num_layers=1)
-    manifest = export_checkpoint(ckpt, d / "export", ["executorch"], ["none"], [CHUNK_MS])
-    assert "fp32" in manifest["artifacts"].get("executorch", {}), manifest["errors"]
-    return ckpt, d / "export"
+def et_export(random_checkpoint, random_et_export) -> tuple[Path, Path]:
+    return random_checkpoint, random_et_export
 
 
 @pytest.mark.slow
@@ -918,7 +909,6 @@ def test_stable_layer_norm_equals_layer_norm_and_shares_parameters(random_checkp
 
 def test_executorch_layer_norm_on_constant_frames(tmp_path):
     """Upstream's layer_norm kernel is NaN on constant frames; the writer's export is not."""
-    pytest.importorskip("executorch.runtime")
     import torch
 
     from dualasr.export import executorch_writer as etw

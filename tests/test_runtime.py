@@ -456,9 +456,8 @@ def test_cli_transcribe_json(onnx_export, speech_wav, speech, recognizer, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def et_export(random_checkpoint, tmp_path_factory) -> Path:
-    pytest.importorskip("executorch.runtime")
-    return _export(random_checkpoint, tmp_path_factory.mktemp("rt") / "export-et", ["executorch"])
+def et_export(random_et_export) -> Path:
+    return random_et_export
 
 
 @pytest.mark.slow

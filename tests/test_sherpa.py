@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-sherpa_onnx = pytest.importorskip("sherpa_onnx")
+import sherpa_onnx
 
 from dualasr import decoding  # noqa: E402
 from dualasr.audio import load_audio  # noqa: E402
