@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--limit", type=int, default=0, help="only the first N test prompts")
     d.add_argument("--backend", choices=["onnxruntime", "executorch"], default="onnxruntime")
     d.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    d.add_argument("--json", help="also write the per-mode summary (WER, RTF, latency) to this JSON file")
     d.set_defaults(func=_demo)
 
     t = sub.add_parser("train", help="train a dual-mode RNN-T")

@@ -95,5 +95,16 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
 def main(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0 (0: all test prompts), got {args.limit}")
-    run_demo(Path(args.checkpoint) if args.checkpoint else None, args.limit, args.backend, args.precision)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else None
+    summaries = run_demo(checkpoint, args.limit, args.backend, args.precision)
+    if getattr(args, "json", None):
+        import json
+        import sys
+
+        from dualasr.fileio import atomic_write
+
+        record = {"command": "dualasr " + " ".join(sys.argv[1:]), "checkpoint": str(checkpoint or DEFAULT_MODEL),
+                  "backend": args.backend, "precision": args.precision, "limit": args.limit, "modes": summaries}
+        atomic_write(Path(args.json), (json.dumps(record, indent=1, default=float) + "\n").encode())
+        print(f"\nsummary written to {args.json}")
     return 0

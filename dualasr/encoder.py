@@ -393,18 +393,25 @@ class TransformerEncoder(nn.Module):
 
         frozen_body: run the stem and blocks without autograd (training warm-up of a pretrained
         encoder: only the new output stacking and the decoder learn, at a third of the cost)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_body):
+            x, out_lens = self.body(feats, lengths, mode, offset)
+        return self._stack(x), out_lens
+
+    def body(self, feats: Tensor, lengths: Tensor | None, mode: str, offset: Tensor | None = None,
+             ) -> tuple[Tensor, Tensor | None]:
+        """Stem and blocks, before the output stacking: feats [B, T, F] -> (x [B, T', D] with
+        T' = T // subsampling * stack, out_lens [B] after stacking). `forward` = `_stack(body(...))`."""
         check_mode(mode)
         s = self.cfg.subsampling
         feats = feats[:, : feats.shape[1] // s * s]
         if lengths is not None:
             lengths = torch.div(lengths, s, rounding_mode="floor") * s
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_body):
-            x, mid_lens = self.subsampling(feats, lengths, mode, offset)
-            for layer in self.layers:
-                x = layer(x, mid_lens, mode)
-            x = self.norm_out(x, mode)
+        x, mid_lens = self.subsampling(feats, lengths, mode, offset)
+        for layer in self.layers:
+            x = layer(x, mid_lens, mode)
+        x = self.norm_out(x, mode)
         out_lens = None if lengths is None else torch.div(lengths, s, rounding_mode="floor")
-        return self._stack(x), out_lens
+        return x, out_lens
 
     def init_state(self, batch: int) -> list[Tensor]:
         c = self.cfg

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # The test models are tiny: torch's intra-op thread pool only adds overhead, and on a busy 2-core
@@ -77,6 +79,26 @@ def random_et_export(random_checkpoint, tmp_path_factory) -> Path:
     assert "fp32" in manifest["artifacts"].get("executorch", {}), manifest["errors"]
     assert [e["chunk_ms"] for e in manifest["streaming"]] == [320, 160]
     return out
+
+
+def cli_export(out: Path, formats: str, *extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """`dualasr export --out OUT --formats FORMATS --quantize none,int8 EXTRA` in a fresh process ->
+    (result, the lines a user sees: progress-bar redraws (\\r) count as lines)."""
+    import re
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "dualasr.cli", "export", "--out", str(out), "--formats", formats,
+                        "--quantize", "none,int8", *extra], capture_output=True, text=True, env=env, timeout=1800)
+    return r, [ln for ln in re.split(r"[\r\n]+", r.stdout + r.stderr) if ln.strip()]
+
+
+@pytest.fixture(scope="session")
+def builtin_every_format(tmp_path_factory) -> tuple[subprocess.CompletedProcess, list[str], Path]:
+    """The built-in model exported once through the CLI to every format and precision (the slow
+    tier's ExecuTorch int8 and Core ML checks of a 4-layer model read it too)."""
+    out = tmp_path_factory.mktemp("builtin") / "all"
+    r, lines = cli_export(out, "onnx,executorch,coreml,sherpa-onnx")
+    return r, lines, out
 
 
 @pytest.fixture(scope="session")

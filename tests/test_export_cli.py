@@ -4,24 +4,15 @@ lines, progress-bar redraws counted), every converter message in OUT/export.log.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli_export
 
 MAX_LINES = 40
-
-
-def _export(out: Path, formats: str) -> tuple[subprocess.CompletedProcess, list[str]]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "dualasr.cli", "export", "--out", str(out), "--formats", formats,
-                        "--quantize", "none,int8"], capture_output=True, text=True, env=env, timeout=1200)
-    # Progress-bar redraws (\r) count as lines: that is what a user sees scroll by.
-    lines = [ln for ln in re.split(r"[\r\n]+", r.stdout + r.stderr) if ln.strip()]
-    return r, lines
 
 
 def _check_quiet(r: subprocess.CompletedProcess, lines: list[str], out: Path, artifacts: int) -> None:
@@ -37,14 +28,13 @@ def _check_quiet(r: subprocess.CompletedProcess, lines: list[str], out: Path, ar
 
 def test_cli_export_is_short_and_logs_the_rest(tmp_path: Path):
     out = tmp_path / "onnx"
-    r, lines = _export(out, "onnx,sherpa-onnx")
+    r, lines = cli_export(out, "onnx,sherpa-onnx")
     _check_quiet(r, lines, out, artifacts=4)
 
 
 @pytest.mark.slow
-def test_cli_export_of_every_format_is_short(tmp_path: Path):
-    out = tmp_path / "all"
-    r, lines = _export(out, "onnx,executorch,coreml,sherpa-onnx")
+def test_cli_export_of_every_format_is_short(builtin_every_format):
+    r, lines, out = builtin_every_format
     _check_quiet(r, lines, out, artifacts=8)
     assert (out / "export.log").stat().st_size > 0  # the converters did talk; it went to the log
     # Every artifact of the built-in model against PyTorch on real speech (ExecuTorch fp32/int8

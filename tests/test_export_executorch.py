@@ -1,13 +1,15 @@
 """ExecuTorch export (export/executorch_writer.py): XNNPACK programs + one shared weights file, run
 with the ExecuTorch Python runtime and compared with PyTorch.
 
-Lowering is slow on a small CPU (minutes for the 4-layer tiny model), so these tests use a 1-layer
-variant of the tiny model; the 4-layer built-in model's ExecuTorch export is checked end to end by
-tests/test_export_cli.py (every format through the CLI, then `dualasr verify` on it).
+Lowering is slow on a small CPU (minutes per precision for a 4-layer model), so these tests read
+exports made once per session (tests/conftest.py): the random 4-layer model's fp32 export, shared
+with the runtime and robustness tests, and the built-in model's every-format CLI export (int8),
+which tests/test_export_cli.py also verifies end to end.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,25 +48,29 @@ def export(ckpt: Path, out: Path, precision: str, names: list[str] | None = None
     return SimpleNamespace(model=model, cfg=config.model, graphs=graphs, entry=entry, dir=out)
 
 
-def _one_layer_checkpoint(tmp_path_factory) -> Path:
-    from conftest import make_checkpoint
-
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt1") / "random-1layer.pt", "tiny", num_layers=1)
-
-
-@pytest.fixture(scope="module")
-def one_layer_checkpoint(tmp_path_factory) -> Path:
-    return _one_layer_checkpoint(tmp_path_factory)
+def from_export(ckpt: Path, export_dir: Path, precision: str) -> SimpleNamespace:
+    """`export`'s view of an export that export_checkpoint (or the CLI) wrote."""
+    model, config, _ = load_model(ckpt)
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    graphs = graphs_for(model, [e["chunk_ms"] for e in manifest["streaming"]])
+    return SimpleNamespace(model=model, cfg=config.model, graphs=graphs, dir=export_dir,
+                           entry=manifest["artifacts"]["executorch"][precision])
 
 
 @pytest.fixture(scope="module")
-def fp32(one_layer_checkpoint, tmp_path_factory) -> SimpleNamespace:
-    return export(one_layer_checkpoint, tmp_path_factory.mktemp("et-fp32"), "fp32")
+def fp32(random_checkpoint, random_et_export) -> SimpleNamespace:
+    """The 4-layer random model's shared ExecuTorch export (conftest)."""
+    return from_export(random_checkpoint, random_et_export, "fp32")
 
 
 @pytest.fixture(scope="module")
-def int8(one_layer_checkpoint, tmp_path_factory) -> SimpleNamespace:
-    return export(one_layer_checkpoint, tmp_path_factory.mktemp("et-int8"), "int8")
+def int8(builtin_every_format) -> SimpleNamespace:
+    """The built-in model's int8 ExecuTorch export, from the every-format CLI export (conftest)."""
+    from dualasr.export.exporter import DEFAULT_CHECKPOINT
+
+    r, _, out = builtin_every_format
+    assert r.returncode == 0, r.stderr[-3000:]
+    return from_export(DEFAULT_CHECKPOINT, out, "int8")
 
 
 def paths(e: SimpleNamespace, graph: str) -> tuple[Path, Path]:
@@ -214,3 +220,56 @@ def test_int8_weights_are_smaller_and_shared(int8):
     assert int8.entry["quantization"]["method"] == "pt2e_dynamic"
     for rel in int8.entry["graphs"].values():
         assert (int8.dir / rel).stat().st_size < 0.2 * ptd
+
+
+# ----------------------------------------------------------------------------- LayerNorm on digital silence
+
+
+def test_stable_layer_norm_equals_layer_norm_and_shares_parameters(random_checkpoint):
+    import torch
+
+    from dualasr.checkpoint import load_model
+    from dualasr.export.wrappers import StableLayerNorm, use_stable_layer_norms
+
+    ln = torch.nn.LayerNorm(80)
+    with torch.no_grad():
+        ln.weight.normal_()
+        ln.bias.normal_()
+    stable = StableLayerNorm(ln)
+    assert stable.weight is ln.weight and stable.bias is ln.bias
+    x = torch.randn(2, 7, 80) * 3 - 8
+    with torch.no_grad():
+        torch.testing.assert_close(stable(x), ln(x), atol=2e-5, rtol=1e-5)
+        const = torch.full((1, 4, 80), -15.942385)  # the fbank log floor: digital silence
+        torch.testing.assert_close(stable(const), ln(const), atol=1e-4, rtol=0)
+    model, _, _ = load_model(random_checkpoint)
+    before = dict(model.named_parameters())
+    n_norms = sum(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    assert use_stable_layer_norms(model) == n_norms > 0
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in model.modules())
+    after = dict(model.named_parameters())
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+
+
+def test_executorch_layer_norm_on_constant_frames(tmp_path):
+    """Upstream's layer_norm kernel is NaN on constant frames; the writer's export is not."""
+    import torch
+
+    from dualasr.export import executorch_writer as etw
+
+    torch.manual_seed(0)
+    norm = torch.nn.Sequential(torch.nn.LayerNorm(80), torch.nn.Linear(80, 8)).eval()
+    const = torch.full((1, 32, 80), -15.942385)
+    entry = etw.write({"norm": norm}, {"norm": (torch.randn(1, 32, 80),)}, tmp_path, "fp32", None)
+    (got,) = etw.run_executorch_graph(tmp_path / entry["graphs"]["norm"], tmp_path / entry["weights"], [const])
+    with torch.no_grad():
+        want = norm(const).numpy()
+    assert np.isfinite(got).all() and np.abs(got - want).max() < 1e-4
+    assert isinstance(norm[0], torch.nn.LayerNorm)  # the caller's module is untouched
+    # The plain lowering (what the writer did before) shows the upstream problem.
+    prog = etw.lower_graph(norm, (torch.randn(1, 32, 80),), None, "fp32")
+    (tmp_path / "plain").mkdir()
+    prog.write_tensor_data_to_file(str(tmp_path / "plain"))
+    (tmp_path / "plain.pte").write_bytes(prog.buffer)
+    (plain,) = etw.run_executorch_graph(tmp_path / "plain.pte", tmp_path / "plain" / "weights.ptd", [const])
+    print(f"plain ExecuTorch layer_norm on constant frames: NaN={bool(np.isnan(plain).any())}")
