@@ -53,8 +53,10 @@ def from_export(ckpt: Path, export_dir: Path, precision: str) -> SimpleNamespace
     model, config, _ = load_model(ckpt)
     manifest = json.loads((export_dir / "manifest.json").read_text())
     graphs = graphs_for(model, [e["chunk_ms"] for e in manifest["streaming"]])
-    return SimpleNamespace(model=model, cfg=config.model, graphs=graphs, dir=export_dir,
-                           entry=manifest["artifacts"]["executorch"][precision])
+    # The writer's entry, with the weight-sharing stats the exporter files under weight_sharing.
+    entry = {**manifest["artifacts"]["executorch"][precision],
+             "weight_sharing": manifest["weight_sharing"]["by_artifact"][f"executorch/{precision}"]}
+    return SimpleNamespace(model=model, cfg=config.model, graphs=graphs, dir=export_dir, entry=entry)
 
 
 @pytest.fixture(scope="module")
