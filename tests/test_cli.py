@@ -34,10 +34,6 @@ def test_other_commands_still_refuse_unknown_options():
 
 @pytest.mark.slow
 def test_demo_on_executorch_exports_into_the_cache_once(tmp_path):
-    from dualasr.demo import DEFAULT_MODEL
-
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip("built-in model not shipped in this checkout")
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     first = _dualasr("demo", "--backend", "executorch", "--precision", "int8", "--limit", "2", env=env, timeout=1800)
     assert first.returncode == 0, first.stderr[-3000:]
