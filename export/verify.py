@@ -149,6 +149,7 @@ class _OrtRunner:
     """onnxruntime sessions for one precision; run(graph, {name: array}) -> {name: array}."""
 
     name = "onnxruntime"
+    supports_batch = True
 
     def __init__(self, export_dir: Path, manifest: dict, precision: str):
         import onnxruntime as ort
@@ -171,6 +172,7 @@ class _ExecuTorchRunner:
     """ExecuTorch programs (batch 1) with the shared .ptd weights, via the executorch pybindings."""
 
     name = "executorch"
+    supports_batch = False
 
     def __init__(self, export_dir: Path, manifest: dict, precision: str):
         import torch  # noqa: F401  (the pybindings need libtorch loaded first)
@@ -202,6 +204,7 @@ class _TorchRunner:
     reference every exported graph is compared with."""
 
     name = "torch"
+    supports_batch = True
 
     def __init__(self, model, manifest: dict):
         from .wrappers import graphs_for
@@ -228,33 +231,17 @@ def _zeros(spec: dict) -> np.ndarray:
 
 
 def greedy_decode(runner, manifest: dict, enc: np.ndarray, max_symbols: int = MAX_SYMBOLS_PER_FRAME) -> list[int]:
-    """Greedy RNN-T search over the runner's predictor/joiner graphs (batch 1).
+    """Greedy RNN-T tokens of enc [T, D] through the runner's predictor/joiner graphs: the runtime's
+    own search (dualasr.runtime.search.greedy_search, the rule dualasr.decoding.greedy_search
+    defines) over this runner, so what verify checks is what the runtime runs."""
+    from dualasr.runtime.graphs import ModelGraphs
+    from dualasr.runtime.search import greedy_search, initial_hyp
 
-    enc: [T, D] encoder output. Same rule as dualasr.decoding.greedy_search: at each frame emit the
-    argmax token until blank (at most max_symbols per frame); the predictor advances on emission.
-    """
-    pred = manifest["predictor"]
-    blank = manifest["blank_id"]
-    context = np.asarray([pred["initial_context"]], dtype=np.int64)
-    state = {s["name"]: _zeros(s) for s in pred["states"]}
-
-    def step(ctx: np.ndarray, st: dict) -> tuple[np.ndarray, dict]:
-        out = runner.run("predictor", {"context": ctx, **st})
-        return out["predictor_out"], {k: out[f"new_{k}"] for k in st}
-
-    pred_out, state = step(context, state)
-    tokens: list[int] = []
-    for t in range(enc.shape[0]):
-        frame = np.ascontiguousarray(enc[t:t + 1], dtype=np.float32)
-        for _ in range(max_symbols):
-            logits = runner.run("joiner", {"encoder_out": frame, "predictor_out": pred_out})["logits"]
-            k = int(np.argmax(logits[0]))
-            if k == blank:
-                break
-            tokens.append(k)
-            context = np.concatenate([context[:, 1:], np.asarray([[k]], dtype=np.int64)], axis=1)
-            pred_out, state = step(context, state)
-    return tokens
+    graphs = ModelGraphs(runner, manifest, None, [])
+    hyp = initial_hyp(graphs)
+    greedy_search(graphs, [hyp], np.ascontiguousarray(enc[None], dtype=np.float32), [enc.shape[0]], [0],
+                  max_symbols_per_frame=max_symbols, blank_id=manifest["blank_id"])
+    return hyp.token_ids
 
 
 def _edit_distance(a: list[int], b: list[int]) -> int:
