@@ -326,36 +326,45 @@ def _ort_session(path: Path):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def _check(path: Path, module: nn.Module, example: tuple[Tensor, ...], spec: dict, precision: str) -> float:
-    """onnx.checker (external data resolved beside the model) + one onnxruntime run.
+def check_against_torch(path: Path, module: nn.Module, example: tuple[Tensor, ...], inputs: list[str],
+                        outputs: list[str] | None, precision: str, tolerance: float = FP32_TOLERANCE) -> float:
+    """onnx.checker (external data resolved beside the model) + one onnxruntime run of the file at
+    `path` on `example` (fed as `inputs`, in order), compared output by output with `module`
+    (`outputs`: names to fetch, None for all in graph order). Used by the ONNX and sherpa-onnx writers.
 
-    Returns the max abs difference to torch on the example inputs (fp32 must stay within
-    FP32_TOLERANCE; int8 must be finite and shaped right).
+    Returns the max abs difference to torch (fp32 must stay within `tolerance`; int8 must be
+    finite and shaped right).
     """
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as e:
         raise ExportError(f"{path} fails onnx.checker: {e}") from None
     sess = _ort_session(path)
-    feeds = {t["name"]: x.numpy() for t, x in zip(spec["inputs"], example)}
-    outs = sess.run([t["name"] for t in spec["outputs"]], feeds)
+    outs = sess.run(outputs, {name: x.numpy() for name, x in zip(inputs, example)})
+    names = outputs or [o.name for o in sess.get_outputs()]
     with torch.no_grad():
         ref = module(*example)
     ref = ref if isinstance(ref, tuple) else (ref,)
     worst = 0.0
-    for t, got, want in zip(spec["outputs"], outs, ref):
+    for name, got, want in zip(names, outs, ref):
         want = want.numpy()
         if got.shape != want.shape:
-            raise ExportError(f"{path}: output {t['name']} has shape {got.shape}, torch gives {want.shape}")
+            raise ExportError(f"{path}: output {name} has shape {got.shape}, torch gives {want.shape}")
         if got.dtype.kind == "f":
             if not np.isfinite(got).all():
-                raise ExportError(f"{path}: output {t['name']} has NaN/Inf on the example input")
+                raise ExportError(f"{path}: output {name} has NaN/Inf on the example input")
             worst = max(worst, float(np.abs(got.astype(np.float64) - want).max(initial=0.0)))
         elif not np.array_equal(got, want):
-            raise ExportError(f"{path}: integer output {t['name']} differs from torch")
-    if precision == "fp32" and worst > FP32_TOLERANCE:
-        raise ExportError(f"{path}: fp32 output differs from torch by {worst:.2e} (> {FP32_TOLERANCE:g}); the export is wrong")
+            raise ExportError(f"{path}: integer output {name} differs from torch")
+    if precision == "fp32" and worst > tolerance:
+        raise ExportError(f"{path}: fp32 output differs from torch by {worst:.2e} (> {tolerance:g}); the export is wrong")
     return worst
+
+
+def _check(path: Path, module: nn.Module, example: tuple[Tensor, ...], spec: dict, precision: str) -> float:
+    """check_against_torch with the graph's manifest spec."""
+    return check_against_torch(path, module, example, [t["name"] for t in spec["inputs"]],
+                               [t["name"] for t in spec["outputs"]], precision)
 
 
 # ----------------------------------------------------------------------------- plug-in entry

@@ -56,7 +56,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 from torch import Tensor, nn
@@ -64,7 +63,7 @@ from torch import Tensor, nn
 from dualasr.fileio import atomic_write
 
 from .exporter import ExportError
-from .onnx_writer import int8_description, quantize_int8
+from .onnx_writer import check_against_torch, int8_description, quantize_int8
 from .wrappers import FRAME_SHIFT_MS, JoinerStep, PredictorStep, StreamingEncoderStep
 
 __all__ = [
@@ -87,7 +86,6 @@ PRECISIONS = ("fp32", "int8")
 OPSET = 17  # sherpa-onnx 2.0.1 bundles onnxruntime 1.28 (opset <= 23)
 UNK_ID = 1
 UNK_SYMBOL = "\u2047"  # "⁇", what sentencepiece decodes <unk> to; never "<unk>" (see module doc)
-FP32_TOLERANCE = 1e-3  # self-check against torch on random inputs
 
 _ENCODER_IN = ["x", "cached_attn", "cached_conv", "processed_lens"]
 _ENCODER_OUT = ["encoder_out", "new_cached_attn", "new_cached_conv"]
@@ -288,35 +286,6 @@ def _quantize_int8(model: onnx.ModelProto) -> onnx.ModelProto:
     return quantized
 
 
-def _check(path: Path, module: nn.Module, example: tuple[Tensor, ...], inputs: list[str], precision: str) -> float:
-    """onnx.checker + one onnxruntime run against torch. Returns the max abs difference."""
-    import onnxruntime as ort
-
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as e:
-        raise ExportError(f"{path} fails onnx.checker: {e}") from None
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    got = sess.run(None, {n: t.numpy() for n, t in zip(inputs, example)})
-    with torch.no_grad():
-        want = module(*example)
-    want = want if isinstance(want, tuple) else (want,)
-    worst = 0.0
-    for g, w in zip(got, want):
-        w = w.numpy()
-        if g.shape != w.shape or not np.isfinite(g).all():
-            raise ExportError(
-                f"{path}: onnxruntime gives shape {g.shape} (finite: {np.isfinite(g).all()}), torch {w.shape}"
-            )
-        worst = max(worst, float(np.abs(g.astype(np.float64) - w).max(initial=0.0)))
-    if precision == "fp32" and worst > FP32_TOLERANCE:
-        raise ExportError(f"{path}: differs from torch by {worst:.2e} (> {FP32_TOLERANCE:g}); the export is wrong")
-    return worst
-
-
 # ----------------------------------------------------------------------------- tokens
 
 
@@ -419,7 +388,7 @@ def write_sherpa(
                     proto = _quantize_int8(proto)
                 path = export_dir / rel / f"{name}.onnx"
                 atomic_write(path, proto.SerializeToString())
-                diffs[name] = _check(path, module, examples[name], ins, precision)
+                diffs[name] = check_against_torch(path, module, examples[name], ins, None, precision)
     finally:
         model.train(was_training)
     write_tokens_txt(tokenizer, export_dir / FORMAT_DIR / "tokens.txt")
