@@ -8,7 +8,7 @@ Audio: the held-out real Asterisk prompts (real_test split) with 0.3 s of low no
 repeated to --minutes, resampled to 96 kHz stereo and written as 24-bit FLAC block by block (the
 case the issue reported: 6.9 GB before decoding started). Each measurement is one
 `dualasr transcribe FILE --mode M --json` with the built-in model's export in a fresh process,
-OMP_NUM_THREADS=1 and --threads 1; its peak RSS is ru_maxrss at exit. --before runs the same
+OMP_NUM_THREADS=1 and --threads 1; its peak RSS is VmHWM at exit. --before runs the same
 command on a `git archive` copy of that commit in a temp folder (found first on PYTHONPATH).
 --cap-gb limits each run's address space (the machine is shared: the old code's memory grows
 without bound). A run that fails (e.g. the old full mode's 131 GB allocation, or the cap) is
@@ -32,11 +32,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURE = (
-    "import resource, sys\n"
+    "import sys\n"
     "import dualasr\n"
     "from dualasr.cli import main\n"
     "rc = main(sys.argv[3:])\n"
-    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
+    "# VmHWM, not ru_maxrss: that survives exec and would include this script's parent at fork time\n"
+    "hwm = next(int(ln.split()[1]) for ln in open('/proc/self/status') if ln.startswith('VmHWM:'))\n"
+    "open(sys.argv[1], 'w').write(str(hwm / 1024))\n"
     "open(sys.argv[2], 'w').write(dualasr.__file__)\n"
     "sys.exit(rc)\n"
 )

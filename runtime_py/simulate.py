@@ -46,7 +46,16 @@ FEED_MS = 100.0  # a typical microphone buffer; smaller than a chunk, so a chunk
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process (MiB)."""
+    """Peak resident set size of this process (MiB). On Linux the memory map's high-water mark
+    (VmHWM): ru_maxrss there survives exec, so a process started by a large parent (a test runner,
+    the bench) would report the parent's peak at fork time instead of its own."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 

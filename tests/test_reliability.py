@@ -228,10 +228,11 @@ def test_2_signal_during_bench_removes_the_temp_folder(onnx_export, speech_wav, 
 # ----------------------------------------------------------------------------- helpers for 3-11
 
 _MEASURE = (
-    "import resource, sys\n"
+    "import sys\n"
     "from dualasr.cli import main\n"
+    "from dualasr.runtime.simulate import peak_rss_mb\n"
     "rc = main(sys.argv[2:])\n"
-    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))\n"
+    "open(sys.argv[1], 'w').write(str(peak_rss_mb()))\n"
     "sys.exit(rc)\n"
 )
 
