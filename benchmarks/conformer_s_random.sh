@@ -14,4 +14,4 @@ python -m dualasr.realspeech data/real
 backends=onnxruntime,sherpa-onnx
 case "$FORMATS" in *executorch*) backends+=,executorch;; esac
 dualasr bench "$OUT" --data data/real/real_train_extra.jsonl --max-utts 10 --threads 1 --backends "$backends" \
-  --peers none --json benchmarks/results/conformer-s-random.json "$@"
+  --peers none --json benchmarks/results/conformer-s-random.json --plots benchmarks/results/conformer-s-random-plots "$@"

@@ -6,6 +6,6 @@
 set -euo pipefail
 python -m dualasr.realspeech data/real
 dualasr bench "${EXPORT:-dualasr/assets/default/export}" --data data/real/real_eval.jsonl \
-  --json "${JSON:-benchmarks/results/real_eval.json}" --backends onnxruntime \
+  --json "${JSON:-benchmarks/results/real_eval.json}" --plots benchmarks/results/real_eval-plots --backends onnxruntime \
   --peers pocketsphinx,whisper-tiny.en --threads 1 --precisions fp32,int8 --modes streaming,full \
   --no-compute "$@"
