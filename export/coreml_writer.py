@@ -493,6 +493,7 @@ def write(
     export_dir: Path,
     precision: str,
     calibration: list[dict] | None,
+    model: nn.Module | None = None,
 ) -> dict:
     """Convert every graph and save them as functions of coreml/<precision>/model.mlpackage.
 

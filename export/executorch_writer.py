@@ -318,6 +318,7 @@ def write(
     export_dir: Path,
     precision: str,
     calibration: list[dict] | None,
+    model: nn.Module | None = None,
 ) -> dict:
     """Export every graph to executorch/<precision>/ and return the manifest artifacts entry.
 

@@ -4,7 +4,7 @@ The model is traced once per mode (full, streaming step per chunk size, predicto
 wrappers.py) and handed to one writer module per format. Writers are plug-ins with one function:
 
     write(graphs: dict[str, nn.Module], example_inputs: dict[str, tuple[Tensor, ...]],
-          export_dir: Path, precision: str, calibration: list[dict] | None) -> dict
+          export_dir: Path, precision: str, calibration: list[dict] | None, model: nn.Module | None) -> dict
 
 which writes below export_dir/<format>/<precision>/ and returns that precision's "artifacts" entry
 (paths relative to export_dir; an optional "weight_sharing": {"shared_bytes", "separate_bytes"} is
@@ -13,7 +13,9 @@ moved into the manifest's weight_sharing table). Modules: onnx_writer (fp32, int
 (one per utterance of --calibration) of {"id": str, "features": Tensor [1, T, F] float32 (kaldi fbank
 of real audio), and per graph name an input tuple for that graph: "encoder_full": (features,),
 "encoder_streaming_<C>ms": (a chunk, *its accumulated state)} for static int8 calibration.
-Writers must not modify example_inputs in place; each call gets its own copy of the graphs.
+`model` is the Transducer the graphs wrap (the sherpa-onnx writer splits it its own way; the others
+convert the graphs). Writers must not modify example_inputs in place; each call gets its own copy
+of the graphs and the model.
 
 The export is built in a temp folder beside --out and renamed into place at the end, so a crash
 never leaves a half-written folder over a good export. A writer that is missing or fails does not
@@ -613,7 +615,7 @@ def _write_artifact(fmt: str, module: str, precision: str, model: nn.Module, chu
         # A fresh copy per writer: quantizers and converters may modify modules in place.
         fresh = copy.deepcopy(model).eval()
         fresh_examples = {k: tuple(t.clone() for t in v) for k, v in examples.items()}
-        entry = writer.write(graphs_for(fresh, chunk_ms), fresh_examples, tmp, precision, calibration)
+        entry = writer.write(graphs_for(fresh, chunk_ms), fresh_examples, tmp, precision, calibration, model=fresh)
         _check_entry(tmp, fmt, precision, entry)
     except Exception as e:
         if not isinstance(e, ExportError) and os.environ.get("DUALASR_DEBUG"):

@@ -376,6 +376,7 @@ def write(
     export_dir: Path,
     precision: str,
     calibration: list[dict] | None = None,
+    model: nn.Module | None = None,
 ) -> dict:
     """Write onnx/<precision>/{<graph>.onnx, weights.bin} under export_dir.
 

@@ -64,7 +64,7 @@ from dualasr.fileio import atomic_write
 
 from .exporter import ExportError
 from .onnx_writer import check_against_torch, int8_description, quantize_int8
-from .wrappers import FRAME_SHIFT_MS, JoinerStep, PredictorStep, StreamingEncoderStep
+from .wrappers import FRAME_SHIFT_MS, StreamingEncoderStep
 
 __all__ = [
     "FORMAT_DIR",
@@ -414,20 +414,17 @@ def write(
     export_dir: Path,
     precision: str,
     calibration: list[dict] | None = None,
+    model: nn.Module | None = None,
 ) -> dict:
-    """Exporter plug-in entry (see exporter.py): the model comes from the graph modules, the
-    tokenizer from export_dir/tokenizer.model, the chunk from the first streaming graph (sherpa-onnx
-    runs one chunk size). calibration is not used (dynamic int8)."""
+    """Exporter plug-in entry (see exporter.py): `model` is the Transducer the graphs wrap (sherpa-onnx
+    needs its own encoder/decoder/joiner split of it), the tokenizer comes from
+    export_dir/tokenizer.model, the chunk from the first streaming graph (sherpa-onnx runs one chunk
+    size). calibration is not used (dynamic int8)."""
     steps = [g for g in graphs.values() if isinstance(g, StreamingEncoderStep)]
-    preds = [g for g in graphs.values() if isinstance(g, PredictorStep)]
-    joins = [g for g in graphs.values() if isinstance(g, JoinerStep)]
-    if not (steps and preds and joins):
-        raise ExportError("sherpa-onnx needs a streaming encoder graph (--chunk-ms), the predictor and the joiner")
-    encoder = steps[0].encoder
-    # Everything write_sherpa touches: .cfg, .encoder, .predictor, .joiner and the train flag.
-    model = nn.Module()
-    model.encoder, model.predictor, model.joiner = encoder, preds[0].predictor, joins[0].joiner
-    model.cfg = encoder.cfg
+    if model is None:
+        raise ExportError("the sherpa-onnx writer needs the model the graphs wrap (exporter passes model=)")
+    if not steps:
+        raise ExportError("sherpa-onnx needs a streaming encoder graph (--chunk-ms)")
     tokenizer = Path(export_dir) / "tokenizer.model"
     if not tokenizer.is_file():
         raise ExportError(f"{tokenizer} is missing: the exporter writes it before the format writers run")

@@ -215,14 +215,14 @@ def _stub_writer(monkeypatch, name: str, write) -> None:
     monkeypatch.setitem(sys.modules, mod.__name__, mod)
 
 
-def _good_write(graphs, example_inputs, export_dir, precision, calibration):
+def _good_write(graphs, example_inputs, export_dir, precision, calibration, model=None):
     folder = Path(export_dir) / "good" / precision
     folder.mkdir(parents=True)
     (folder / "all.bin").write_bytes(b"weights")
     return {"graphs": {g: f"good/{precision}/all.bin" for g in graphs}, "weights": f"good/{precision}/all.bin"}
 
 
-def _bad_write(graphs, example_inputs, export_dir, precision, calibration):
+def _bad_write(graphs, example_inputs, export_dir, precision, calibration, model=None):
     folder = Path(export_dir) / "bad" / precision
     folder.mkdir(parents=True)
     (folder / "half.bin").write_bytes(b"half")

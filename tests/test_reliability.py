@@ -42,7 +42,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 # ----------------------------------------------------------------------------- 1. export --out data loss
 
 
-def _stub_write(graphs, example_inputs, export_dir, precision, calibration):
+def _stub_write(graphs, example_inputs, export_dir, precision, calibration, model=None):
     folder = Path(export_dir) / "stub" / precision
     folder.mkdir(parents=True)
     (folder / "all.bin").write_bytes(precision.encode())
@@ -107,7 +107,7 @@ def test_1_formats_of_an_existing_export_are_never_dropped_silently(stub_format,
     assert _tree(out) == before
 
     # A format that worked before and fails now must not replace the old export either.
-    def int8_fails(graphs, example_inputs, export_dir, precision, calibration):
+    def int8_fails(graphs, example_inputs, export_dir, precision, calibration, model=None):
         if precision == "int8":
             raise RuntimeError("quantizer crashed")
         return _stub_write(graphs, example_inputs, export_dir, precision, calibration)
