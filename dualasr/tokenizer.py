@@ -265,7 +265,7 @@ class Tokenizer:
     def placeholder(cls, vocab_size: int, model_path: str | os.PathLike[str]) -> Tokenizer:
         """A tokenizer of exactly `vocab_size` pieces for a model that was never trained (random-weight
         exports, to size a model before training it): one piece per letter, then filler pieces
-        `<unused N>` that no text encodes to."""
+        `<unusedN>` that no text encodes to."""
         letters = "abcdefghijklmnopqrstuvwxyz'"
         texts = [" ".join(letters[i:] + letters[:i]) for i in range(len(letters))]
         base = cls.train(texts, model_path, vocab_size=len(letters) + 3, model_type="char").vocab_size

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .exporter import ExportError, _sharing_numbers, default_jobs, export_checkpoint
+from .exporter import ExportError, default_jobs, export_checkpoint, sharing_numbers
 
 
 def _split(value: str | list | None, what: str) -> list[str]:
@@ -54,7 +54,7 @@ def _summary_table(manifest: dict) -> str:
                      f"{ws['separate_bytes'] / 1e6:.2f} MB for a separate full + streaming model "
                      f"({1 - ws['shared_bytes'] / max(1, ws['separate_bytes']):.0%} saved)")
     for key, stats in (ws.get("by_artifact") or {}).items():
-        numbers = _sharing_numbers(stats)
+        numbers = sharing_numbers(stats)
         if numbers:
             shared = numbers[0]
             separate = stats.get("all_graphs_separate_bytes", numbers[1])  # same basis for every format

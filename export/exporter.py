@@ -716,7 +716,7 @@ def _run_writers(plan: list[tuple[str, str, str]], checkpoint: Path, model: nn.M
     return sorted(results, key=lambda w: rank[(w.fmt, w.precision)])
 
 
-def _sharing_numbers(stats: dict) -> tuple[int, int] | None:
+def sharing_numbers(stats: dict) -> tuple[int, int] | None:
     """(shared, separate) bytes from a writer's weight_sharing stats: "shared_bytes"/"separate_bytes",
     or a format-specific spelling such as ExecuTorch's shared_ptd_bytes / Core ML's shared_weight_bytes."""
 
@@ -732,11 +732,11 @@ def _sharing_numbers(stats: dict) -> tuple[int, int] | None:
 def _summarize_sharing(manifest: dict) -> None:
     """Top-level shared/separate bytes from the reference artifact (onnx fp32 when present)."""
     table = manifest["weight_sharing"]
-    usable = [k for k in table if _sharing_numbers(table[k])]
+    usable = [k for k in table if sharing_numbers(table[k])]
     if not usable:
         return
     ref = "onnx/fp32" if "onnx/fp32" in usable else usable[0]
-    shared, separate = _sharing_numbers(table[ref])
+    shared, separate = sharing_numbers(table[ref])
     manifest["weight_sharing"] = {
         "artifact": ref,
         "shared_bytes": shared,
