@@ -101,31 +101,27 @@ def head_losses(model: Transducer, items: list[dict], ctc_weight: float, rnnt: b
     return out
 
 
-@torch.no_grad()
-def cached_ctc_wer(model: Transducer, items: list[dict], tokenizer: Tokenizer) -> dict[str, float]:
-    """Greedy CTC WER (percent) of cached utterances in both modes (collapse repeats, drop blanks)."""
-    model.eval()
-    refs = [normalize_text(it["text"]) for it in items]
-    scores = {}
-    for mode in MODES:
-        hyps = []
-        for it in items:
-            ids = model.ctc_head(model.encoder._stack(it[mode].float()[None]))[0].argmax(-1).tolist()
-            hyps.append(tokenizer.decode([k for j, k in enumerate(ids) if k and (j == 0 or ids[j - 1] != k)]))
-        scores[f"ctc_wer_{mode}"] = 100.0 * wer(refs, hyps)
-    return scores
+def _ctc_greedy(log_probs: Tensor, length: int) -> list[int]:
+    """Best path of one utterance's CTC output [T, V]: repeats collapsed, blanks dropped."""
+    ids = log_probs[:length].argmax(-1).tolist()
+    return [k for j, k in enumerate(ids) if k and (j == 0 or ids[j - 1] != k)]
 
 
 @torch.no_grad()
-def cached_wer(model: Transducer, items: list[dict], tokenizer: Tokenizer) -> dict[str, float]:
-    """Greedy RNN-T WER (percent) of cached utterances in both modes."""
+def cached_wer(model: Transducer, items: list[dict], tokenizer: Tokenizer, ctc: bool = False) -> dict[str, float]:
+    """Greedy WER (percent) of cached utterances in both modes: RNN-T ("wer_<mode>"), or the CTC
+    head's best path (ctc True, "ctc_wer_<mode>")."""
     model.eval()
     refs = [normalize_text(it["text"]) for it in items]
     scores = {}
     for mode in MODES:
         x, lens = _pad([it[mode].float() for it in items])
-        hyps = greedy_search(model, model.encoder._stack(x), lens // model.encoder.stack)
-        scores[f"wer_{mode}"] = 100.0 * wer(refs, [tokenizer.decode(h.tokens) for h in hyps])
+        enc, enc_lens = model.encoder._stack(x), lens // model.encoder.stack
+        if ctc:
+            paths = [_ctc_greedy(out, int(n)) for out, n in zip(model.ctc_head(enc), enc_lens)]
+        else:
+            paths = [h.tokens for h in greedy_search(model, enc, enc_lens)]
+        scores[f"{'ctc_' if ctc else ''}wer_{mode}"] = 100.0 * wer(refs, [tokenizer.decode(t) for t in paths])
     return scores
 
 
@@ -173,7 +169,7 @@ def train_heads(model: Transducer, train: list[dict], valid: list[dict], tokeniz
             rec = {"phase": "rnnt+ctc" if rnnt else "ctc", "step": step, "seconds": round(time.time() - t0, 1),
                    **{k: float(v.detach()) for k, v in out.items()}}
             if valid and (step % max(1, steps // 10) == 0 or step == steps):
-                rec.update(cached_ctc_wer(model, valid, tokenizer))
+                rec.update(cached_wer(model, valid, tokenizer, ctc=True))
                 if rnnt:
                     rec.update(cached_wer(model, valid, tokenizer))
             records.append(rec)

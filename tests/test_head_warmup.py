@@ -63,3 +63,17 @@ def test_new_layers_learn_and_the_body_stays():
     assert last < 0.7 * first, (first, last)
     assert [r["phase"] for r in records] == ["rnnt+ctc"] * 2 + ["ctc"]
     assert all(torch.equal(model.state_dict()[k], v) for k, v in body.items())
+
+
+def test_validation_scores_both_heads_in_both_modes():
+    class Ids:  # a tokenizer whose words are the token ids
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    model, data = _model(), _Set(6)
+    cached = hw.cache_body_outputs(model, data)
+    for it in cached:  # references the heads can match exactly: their own greedy output
+        it["text"] = "1 2"
+    scores = {**hw.cached_wer(model, cached, Ids()), **hw.cached_wer(model, cached, Ids(), ctc=True)}
+    assert set(scores) == {"wer_streaming", "wer_full", "ctc_wer_streaming", "ctc_wer_full"}
+    assert all(v >= 0 for v in scores.values())
