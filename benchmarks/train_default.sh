@@ -10,6 +10,8 @@
 #
 #   bash benchmarks/train_default.sh                 # corpus (resumable), then init, warm-up, joint run
 #   RESUME=1 bash benchmarks/train_default.sh        # continue the joint run after an interruption
+#   INIT=benchmarks/resume/whisper-tiny.pt bash benchmarks/train_default.sh   # step 3 from the committed
+#       weights (float16, step 1046 of the first CPU runs; README "The next built-in model")
 set -euo pipefail
 OUT=${OUT:-runs/default}
 python -m dualasr.corpus data/mv --recipe multivoice --num-train "${NUM_TRAIN:-12000}" --num-valid 300 \
@@ -19,16 +21,16 @@ data=(--set data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/re
   --set data.valid=data/mv/real_test.jsonl,data/mv/valid.jsonl --set train.valid_max_utts=215)
 export OMP_NUM_THREADS=${THREADS:-2}
 # 1. Initialize: tokenizer, input statistics, the pretrained body and its input projection (one step).
-[ -f "$OUT/init/checkpoint-latest.pt" ] || dualasr train --config whisper-tiny --out "$OUT/init" --no-progress \
+[ -n "${INIT:-}" ] || [ -f "$OUT/init/checkpoint-latest.pt" ] || dualasr train --config whisper-tiny --out "$OUT/init" --no-progress \
   "${data[@]}" --set data.valid= --set train.max_steps=1
 # 2. The new layers learn on the body's outputs, computed once per utterance and mode (minutes, not
 #    hours on the blank plateau; a body trained meanwhile drifts, see dualasr/head_warmup.py).
-[ -f "$OUT/warm.pt" ] || python -m dualasr.head_warmup "$OUT/init/checkpoint-latest.pt" "$OUT/warm.pt" \
+[ -n "${INIT:-}" ] || [ -f "$OUT/warm.pt" ] || python -m dualasr.head_warmup "$OUT/init/checkpoint-latest.pt" "$OUT/warm.pt" \
   --from-pretrained --data data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/real_train_extra.jsonl \
   --valid data/mv/real_test.jsonl --utts 3000 --valid-utts 115 --ctc-steps 1500 --steps 300 --batch 24 \
   --log "$OUT/warmup.jsonl"
 # 3. Everything, both modes every step, in-place distillation from the full-context mode.
 args=(--config whisper-tiny --out "$OUT/joint" --no-progress "${data[@]}"
   --set train.freeze_pretrained_steps=0 --set train.max_minutes="${MINUTES:-0}")
-if [ -n "${RESUME:-}" ]; then args+=(--resume); else args+=(--set train.init_from="$OUT/warm.pt"); fi
+if [ -n "${RESUME:-}" ]; then args+=(--resume); else args+=(--set train.init_from="${INIT:-$OUT/warm.pt}"); fi
 dualasr train "${args[@]}" "$@"
