@@ -45,7 +45,7 @@ STAGES = [
      "linear_quantize_weights"),
     ("coremltools MLModel.save", "coremltools/models/model.py", "save"),
     ("coremltools save_multifunction", "coremltools/models/utils.py", "save_multifunction"),
-    ("dualasr writer self-checks (onnx _check)", "export/onnx_writer.py", "_check"),
+    ("dualasr writer self-checks (onnx, sherpa-onnx check_against_torch)", "export/onnx_writer.py", "check_against_torch"),
     ("dualasr writer self-checks (executorch _self_check)", "export/executorch_writer.py", "_self_check"),
     ("dualasr coreml compare_weights", "export/coreml_writer.py", "compare_weights"),
     ("dualasr coreml validate_coreml_package", "export/coreml_writer.py", "validate_coreml_package"),

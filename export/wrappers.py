@@ -77,6 +77,22 @@ class StreamingEncoderStep(nn.Module):
         ]
 
 
+class InputCacheStreamingStep(nn.Module):
+    """A streaming step in the layout of exports made before the key/value cache (state: the
+    attention inputs of the last W frames, the conv cache, frames processed; the encoder's
+    forward_chunk_input_cache): what the torch backend runs for such an export."""
+
+    STATE_NAMES = ["cached_attn", "cached_conv", "processed_lens"]
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, features: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
+        out, new_state = self.encoder.forward_chunk_input_cache(features, list(state))
+        return (out, *new_state)
+
+
 class PredictorStep(nn.Module):
     def __init__(self, model: Transducer):
         super().__init__()

@@ -2,8 +2,8 @@
 traces (dualasr.export.wrappers), behind the same run(graph, inputs) protocol as the other backends.
 
 So `Recognizer(export_dir, backend="torch")` is the reference the exported graphs are held to,
-with the runtime's own audio front end, chunking and search: only the graphs differ. It imports
-torch (and the model code); dualasr.runtime imports this module only when the backend is chosen.
+with the runtime's own audio front end, chunking and search: only the graphs differ. Building a
+TorchBackend imports torch and the model code; importing this module does not.
 """
 
 from __future__ import annotations
@@ -11,30 +11,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor, nn
 
 from .backends import BackendError, _graph_specs, _resolve, _wanted_graphs
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = ["TorchBackend"]
-
-# The streaming state of exports made before the key/value cache (the shipped built-in model's):
-# attention inputs of the last W frames instead of their projected keys and values.
-INPUT_CACHE_STATES = ["cached_attn", "cached_conv", "processed_lens"]
-
-
-class _InputCacheStep(nn.Module):
-    """encoder_streaming_<C>ms in the INPUT_CACHE_STATES layout (encoder.forward_chunk_input_cache)."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, features: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        out, new_state = self.encoder.forward_chunk_input_cache(features, list(state))
-        return (out, *new_state)
 
 
 class TorchBackend:
@@ -56,6 +42,8 @@ class TorchBackend:
         threads: int = 0,
         graphs: list[str] | None = None,
     ):
+        import torch
+
         from dualasr.checkpoint import CheckpointError, load_model
         from dualasr.export.wrappers import graphs_for
 
@@ -82,20 +70,24 @@ class TorchBackend:
         self._io = {g: _graph_specs(manifest, g) for g in wanted}  # the modules keep no per-call state
         self.load_seconds = time.perf_counter() - t0
 
-    @torch.inference_mode()
     def run(self, graph_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch  # loaded by __init__ already: a dictionary lookup
+
         in_names, out_names = self._io[graph_name]
-        result = self._modules[graph_name](*[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in in_names])
+        with torch.inference_mode():
+            result = self._modules[graph_name](*[torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in in_names])
         result = result if isinstance(result, tuple) else (result,)
         return {n: t.numpy() for n, t in zip(out_names, result)}
 
 
 def _step_module(model: nn.Module, step: nn.Module, entry: dict) -> nn.Module:
     """The module computing a manifest streaming entry: the exporter's step, or the older layout's."""
+    from dualasr.export.wrappers import InputCacheStreamingStep
+
     names = [st["name"] for st in entry["states"]]
     if names == list(model.encoder.state_names):
         return step
-    if names == INPUT_CACHE_STATES and hasattr(model.encoder, "forward_chunk_input_cache"):
-        return _InputCacheStep(model.encoder).eval()
+    if names == InputCacheStreamingStep.STATE_NAMES and hasattr(model.encoder, "forward_chunk_input_cache"):
+        return InputCacheStreamingStep(model.encoder).eval()
     raise BackendError(f"{entry['graph']}: streaming state {names} is not a layout this dualasr runs for a "
                        f"{model.cfg.encoder} encoder ({list(model.encoder.state_names)}); re-export the checkpoint")
