@@ -168,6 +168,19 @@ class DurationBucketSampler(Sampler[list[int]]):
         return max(0, len(self._rank_batches()) - self._skip)
 
 
+def length_sorted_batches(lengths: Sequence[int], max_frames: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches whose padded size (count x longest) stays within
+    max_frames (a longer single item is a batch of its own): for evaluation passes, no shuffling."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if batch and (len(batch) + 1) * lengths[i] > max_frames:
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    return batches + [batch] if batch else batches
+
+
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Zero-pad a list of FeatureDataset items into a batch."""
     if not items:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .batching import FeatureDataset, collate
+from .batching import FeatureDataset, collate, length_sorted_batches
 from .checkpoint import load_model, save_checkpoint
 from .data import read_manifest
 from .decoding import greedy_search
@@ -48,14 +48,7 @@ def cache_body_outputs(model: Transducer, dataset: FeatureDataset, batch_frames:
     """Per utterance {"streaming": [T', D] fp16, "full": [T', D] fp16, "tokens": [U], "text"}: the
     encoder body's output (before the output stacking) in both modes, eval mode."""
     model.eval()
-    order = sorted(range(len(dataset)), key=lambda i: dataset.features(i).shape[0])
-    batches, batch = [], []
-    for i in order:
-        if batch and (len(batch) + 1) * dataset.features(i).shape[0] > batch_frames:
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    batches += [batch] if batch else []
+    batches = length_sorted_batches([dataset.features(i).shape[0] for i in range(len(dataset))], batch_frames)
     cached: list[dict] = [{} for _ in range(len(dataset))]
     t0 = time.time()
     for n, idx in enumerate(batches):

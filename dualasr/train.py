@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import Config
-from .batching import DurationBucketSampler, FeatureDataset, collate
+from .batching import DurationBucketSampler, FeatureDataset, collate, length_sorted_batches
 from .decoding import greedy_search
 from .features import spec_augment
 from .loss import distillation_loss, rnnt_loss
@@ -156,19 +156,9 @@ def evaluate(model: Transducer, dataset: FeatureDataset, tokenizer: Tokenizer, d
     was_training = model.training
     model.eval()
     n = len(dataset) if max_utts <= 0 else min(max_utts, len(dataset))
-    indices = sorted(range(n), key=lambda i: dataset.features(i).shape[0])
     refs: list[str] = []
     hyps: dict[str, list[str]] = {"streaming": [], "full": []}
-    batch: list[int] = []
-    batches: list[list[int]] = []
-    for i in indices:
-        if batch and (len(batch) + 1) * dataset.features(i).shape[0] > batch_frames:
-            batches.append(batch)
-            batch = []
-        batch.append(i)
-    if batch:
-        batches.append(batch)
-    for idx in batches:
+    for idx in length_sorted_batches([dataset.features(i).shape[0] for i in range(n)], batch_frames):
         b = collate([dataset[i] for i in idx])
         refs.extend(normalize_text(t) for t in b["texts"])
         for mode in hyps:

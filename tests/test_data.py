@@ -369,3 +369,16 @@ def test_duration_bucket_sampler() -> None:
     assert sorted(map(sorted, huge)) == [[0], [1, 2]]  # an over-long item still gets a batch
     with pytest.raises(ValueError):
         DurationBucketSampler(lengths, 3000, num_replicas=2, rank=2)
+
+
+def test_length_sorted_batches_keep_the_padded_size_bounded():
+    from dualasr.batching import length_sorted_batches
+
+    lengths = [5, 1, 3, 10, 2, 4, 4]
+    batches = length_sorted_batches(lengths, 10)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each index once
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)
+    assert all(len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 10 for b in batches)
+    assert batches == [[1, 4, 2], [5, 6], [0], [3]]
+    assert length_sorted_batches([20], 10) == [[0]] and length_sorted_batches([], 10) == []
