@@ -181,18 +181,21 @@ def length_sorted_batches(lengths: Sequence[int], max_frames: int) -> list[list[
     return batches + [batch] if batch else batches
 
 
+def pad_rows(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tensors [T_i, ...] (same trailing shape and dtype) -> (zero-padded [B, max T_i, ...], lengths [B])."""
+    lens = torch.tensor([r.shape[0] for r in rows], dtype=torch.long)
+    out = rows[0].new_zeros((len(rows), int(lens.max()), *rows[0].shape[1:]))
+    for i, r in enumerate(rows):
+        out[i, : r.shape[0]] = r
+    return out, lens
+
+
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Zero-pad a list of FeatureDataset items into a batch."""
     if not items:
         raise ValueError("collate: empty batch")
-    feat_lens = torch.tensor([it["feats"].shape[0] for it in items], dtype=torch.long)
-    token_lens = torch.tensor([it["tokens"].shape[0] for it in items], dtype=torch.long)
-    dim = items[0]["feats"].shape[1]
-    feats = torch.zeros(len(items), int(feat_lens.max()), dim, dtype=items[0]["feats"].dtype)
-    tokens = torch.zeros(len(items), int(token_lens.max()), dtype=torch.long)
-    for b, it in enumerate(items):
-        feats[b, : feat_lens[b]] = it["feats"]
-        tokens[b, : token_lens[b]] = it["tokens"]
+    feats, feat_lens = pad_rows([it["feats"] for it in items])
+    tokens, token_lens = pad_rows([it["tokens"].long() for it in items])
     return {
         "feats": feats,
         "feat_lens": feat_lens,

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .batching import FeatureDataset, collate, length_sorted_batches
+from .batching import FeatureDataset, collate, length_sorted_batches, pad_rows
 from .checkpoint import load_model, save_checkpoint
 from .data import read_manifest
 from .decoding import greedy_search
@@ -66,22 +66,14 @@ def cache_body_outputs(model: Transducer, dataset: FeatureDataset, batch_frames:
     return [c for c in cached if c["tokens"].numel() > 0 and c["full"].shape[0] >= model.encoder.stack]
 
 
-def _pad(rows: list[Tensor]) -> tuple[Tensor, Tensor]:
-    lens = torch.tensor([r.shape[0] for r in rows])
-    out = rows[0].new_zeros((len(rows), int(lens.max()), *rows[0].shape[1:]))
-    for i, r in enumerate(rows):
-        out[i, : r.shape[0]] = r
-    return out, lens
-
-
 def head_losses(model: Transducer, items: list[dict], ctc_weight: float, rnnt: bool = True) -> dict[str, Tensor]:
     """The training objective's RNN-T + CTC terms on cached body outputs, both modes (rnnt False:
     CTC only, a fraction of the cost: no [B, T, U, V] lattice)."""
-    tokens, token_lens = _pad([it["tokens"] for it in items])
+    tokens, token_lens = pad_rows([it["tokens"] for it in items])
     pred = model.predictor(tokens) if rnnt else None
     out: dict[str, Tensor] = {}
     for mode in MODES:
-        x, lens = _pad([it[mode].float() for it in items])
+        x, lens = pad_rows([it[mode].float() for it in items])
         enc, enc_lens = model.encoder._stack(x), lens // model.encoder.stack
         if rnnt:
             out[f"rnnt_{mode}"] = rnnt_loss(model.lattice_logits(enc, pred), tokens, enc_lens, token_lens)
@@ -108,7 +100,7 @@ def cached_wer(model: Transducer, items: list[dict], tokenizer: Tokenizer, ctc: 
     refs = [normalize_text(it["text"]) for it in items]
     scores = {}
     for mode in MODES:
-        x, lens = _pad([it[mode].float() for it in items])
+        x, lens = pad_rows([it[mode].float() for it in items])
         enc, enc_lens = model.encoder._stack(x), lens // model.encoder.stack
         if ctc:
             paths = [_ctc_greedy(out, int(n)) for out, n in zip(model.ctc_head(enc), enc_lens)]
