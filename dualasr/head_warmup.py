@@ -27,7 +27,7 @@ from .batching import FeatureDataset, collate, length_sorted_batches, pad_rows
 from .checkpoint import load_model, save_checkpoint
 from .data import read_manifest
 from .decoding import greedy_search
-from .loss import rnnt_loss
+from .loss import ctc_loss, rnnt_loss
 from .metrics import wer
 from .model import Transducer
 from .tokenizer import Tokenizer, normalize_text
@@ -78,9 +78,7 @@ def head_losses(model: Transducer, items: list[dict], ctc_weight: float, rnnt: b
         if rnnt:
             out[f"rnnt_{mode}"] = rnnt_loss(model.lattice_logits(enc, pred), tokens, enc_lens, token_lens)
         if model.ctc_head is not None and ctc_weight > 0:
-            log_probs = model.ctc_head(enc).log_softmax(-1).transpose(0, 1)
-            out[f"ctc_{mode}"] = nn.functional.ctc_loss(log_probs, tokens, enc_lens, token_lens, blank=0,
-                                                        reduction="none", zero_infinity=True).mean()
+            out[f"ctc_{mode}"] = ctc_loss(model.ctc_head(enc), tokens, enc_lens, token_lens)
     out["loss"] = sum((v for k, v in out.items() if k.startswith("rnnt_")), torch.zeros(())) + ctc_weight * sum(
         (v for k, v in out.items() if k.startswith("ctc_")), torch.zeros(()))
     return out

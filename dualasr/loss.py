@@ -19,11 +19,12 @@ from __future__ import annotations
 import itertools
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 _NEG_INF = float("-inf")
 
 __all__ = [
+    "ctc_loss",
     "rnnt_loss",
     "rnnt_loss_brute_force",
     "distillation_loss",
@@ -376,3 +377,17 @@ def distillation_loss(
     n_valid = valid.flatten(1).sum(dim=1).clamp_min(1).to(kl.dtype)  # [B]
     per_utt = kl.flatten(1).sum(dim=1) / n_valid
     return _reduce(per_utt, reduction)
+
+
+def ctc_loss(logits: Tensor, targets: Tensor, logit_lengths: Tensor, target_lengths: Tensor, blank: int = 0) -> Tensor:
+    """The auxiliary CTC head's loss: batch mean of the per-utterance CTC negative log-likelihood
+    (float32; impossible alignments count as zero instead of inf).
+
+    Args:
+        logits: [B, T, V] raw CTC head output.
+        targets: [B, U] int64, padded beyond target_lengths.
+        logit_lengths, target_lengths: [B].
+    """
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # [T, B, V]
+    return nn.functional.ctc_loss(log_probs, targets, logit_lengths, target_lengths, blank=blank,
+                                  reduction="none", zero_infinity=True).mean()

@@ -27,7 +27,7 @@ from .config import Config
 from .batching import DurationBucketSampler, FeatureDataset, collate, length_sorted_batches
 from .decoding import greedy_search
 from .features import spec_augment
-from .loss import distillation_loss, rnnt_loss
+from .loss import ctc_loss, distillation_loss, rnnt_loss
 from .metrics import wer
 from .model import Transducer, count_parameters
 from .tokenizer import Tokenizer, normalize_text
@@ -102,9 +102,7 @@ def compute_losses(model: Transducer, batch: dict[str, Tensor], cfg: Config, ste
         logits[mode] = model.lattice_logits(enc, pred)
         out[f"rnnt_{mode}"] = rnnt_loss(logits[mode], tokens, enc_lens, token_lens)
         if model.ctc_head is not None and tc.ctc_weight > 0:
-            log_probs = model.ctc_head(enc).float().log_softmax(-1).transpose(0, 1)  # [T, B, V]
-            out[f"ctc_{mode}"] = nn.functional.ctc_loss(log_probs, tokens, enc_lens, token_lens,
-                                                         blank=0, reduction="none", zero_infinity=True).mean()
+            out[f"ctc_{mode}"] = ctc_loss(model.ctc_head(enc), tokens, enc_lens, token_lens)
     if len(modes) == 2:
         w = tc.streaming_weight
         loss = 2.0 * (w * out["rnnt_streaming"] + (1.0 - w) * out["rnnt_full"])  # w=0.5: plain sum
