@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 from pathlib import Path
+
+from dualasr.fileio import atomic_write, user_cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default" / "model.pt"
 
@@ -38,8 +39,7 @@ def cached_export(checkpoint: Path, backend: str = "onnxruntime", precision: str
 
     fmt = BACKEND_FORMATS[backend]
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dualasr"
-    out = root / f"export-{digest}-{chunk_ms}ms-{fmt}-{precision}"
+    out = user_cache_dir() / f"export-{digest}-{chunk_ms}ms-{fmt}-{precision}"
     if not (out / "manifest.json").is_file():
         print(f"exporting {checkpoint.name} to {fmt} {precision} in {out} (first run only)", flush=True)
         quantize = "int8" if precision == "int8" else "none"
@@ -100,8 +100,6 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "json", None):
         import json
         import sys
-
-        from dualasr.fileio import atomic_write
 
         record = {"command": "dualasr " + " ".join(sys.argv[1:]), "checkpoint": str(checkpoint or DEFAULT_MODEL),
                   "backend": args.backend, "precision": args.precision, "limit": args.limit, "modes": summaries}

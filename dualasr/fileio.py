@@ -49,6 +49,11 @@ def signals_raise(signals: tuple[int, ...] = TERMINATION_SIGNALS) -> Iterator[No
             signal.signal(s, h)
 
 
+def user_cache_dir() -> Path:
+    """The folder dualasr caches in: $XDG_CACHE_HOME/dualasr, else ~/.cache/dualasr (not created here)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dualasr"
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[BinaryIO], None]) -> None:
     """Write bytes, UTF-8 text, or whatever `data(fileobj)` writes, to `path` atomically."""
     path = Path(path)

@@ -9,8 +9,8 @@ How the weights end up in one file:
     `delegate_external_constants_pass_unlifted` sets, here set on the lifted placeholders, see
     `_tag_delegate_constants`); the XNNPACK backend names each blob by the sha256 of its bytes, so
     equal weights get equal keys in every program;
-  * the few non-delegated constants (LayerNorm scales, the relative-position bias table, the
-    predictor embedding) go out through `ExecutorchBackendConfig(external_constants=...)`, keyed by
+  * the few non-delegated constants (the relative-position bias table, the predictor embedding)
+    go out through `ExecutorchBackendConfig(external_constants=...)`, keyed by
     their fully qualified parameter name, which is the same in every graph because all graphs wrap
     the same Transducer. Graph-specific folded constants (no parameter name) stay in their `.pte`
     so two programs can never claim one key for different bytes.
@@ -27,8 +27,17 @@ the upper bound (about 57 MB of activations for the 4-layer tiny model at 3000 f
 streaming graph (which has no length limit). Every nn.LayerNorm is exported as
 wrappers.StableLayerNorm (mean, then the variance of the centered values): ExecuTorch's own
 layer_norm kernel computes E[x^2] - E[x]^2, which goes negative on constant frames (digital
-silence: -15.94 in every fbank bin) and returned NaN. XNNPACK has no mean-over-channels kernel for
-these shapes, so each norm still splits the delegate (portable mean in between).
+silence: -15.94 in every fbank bin) and returned NaN. Its means are written as the one mean
+XNNPACK delegates (4-D, two innermost axes), so in the fixed-shape graphs (streaming steps,
+predictor, joiner) a norm no longer splits the delegate; encoder_full keeps its splits, as XNNPACK
+delegates no reshape to its symbolic time axis (manifest "delegate_partitions" counts the XNNPACK
+subgraphs per graph).
+
+Lowering cache: ExecuTorch's lowering re-traces every partition through about 17 XNNPACK passes and
+costs minutes on 2 cores, while the same weights are often exported again (more formats, CI jobs,
+the demo's lazy export). `LoweringCache` keeps lowered programs under the sha256 of the exported
+program (graph, constants, precision, versions, this file); a hit skips the lowering, and the
+self-check still runs the written program against PyTorch (manifest "lowered_from_cache").
 
 int8: PT2E dynamic quantization (XNNPACKQuantizer, symmetric per-channel int8 weights, int8
 activations quantized at run time) of the Linear layers; everything else stays fp32. Dynamic
@@ -45,10 +54,15 @@ executorch 1.5.1 segfaults in load_method when a program with external weights i
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import json
 import os
+import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -56,7 +70,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dualasr.fileio import atomic_write
+from dualasr.fileio import atomic_write, user_cache_dir
 from dualasr.export.wrappers import use_stable_layer_norms
 
 PRECISIONS = ("fp32", "int8")
@@ -71,11 +85,16 @@ __all__ = [
     "ENCODER_FULL_MAX_FRAMES",
     "ENCODER_FULL_MIN_FRAMES",
     "ExecuTorchExportError",
+    "Lowered",
+    "LoweringCache",
     "PRECISIONS",
     "execute",
+    "export_program",
     "load_program",
     "lower_graph",
+    "lower_program",
     "merge_ptd",
+    "program_key",
     "ptd_keys",
     "run_executorch_graph",
     "write",
@@ -151,14 +170,48 @@ def _param_tagger(ep: torch.export.ExportedProgram) -> Callable[[torch.fx.Node],
     return tag
 
 
-def lower_graph(
+def _stage(stage: str):
+    """Context: an exception inside becomes ExecuTorchExportError naming the stage."""
+
+    @contextlib.contextmanager
+    def ctx():
+        try:
+            yield
+        except ExecuTorchExportError:
+            raise
+        except Exception as e:
+            raise ExecuTorchExportError(f"{stage} failed: {type(e).__name__}: {e}") from e
+
+    return ctx()
+
+
+def export_program(
     module: nn.Module,
     example: tuple,
     dynamic_shapes: tuple | None,
     precision: str,
     calib_inputs: Sequence[tuple] = (),
-):
-    """nn.Module -> ExecutorchProgramManager (XNNPACK-delegated, constants tagged external).
+) -> torch.export.ExportedProgram:
+    """nn.Module -> the ExportedProgram that gets lowered (int8: after PT2E quantization).
+
+    Raises:
+        ExecuTorchExportError: with the failing stage.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
+    with torch.no_grad():
+        with _stage("torch.export"):
+            ep = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
+        if precision == "int8":
+            with _stage("PT2E int8 quantization"):
+                gm = _quantize_int8(ep.module(), [example, *calib_inputs])
+            with _stage("torch.export (quantized)"):
+                ep = torch.export.export(gm, example, dynamic_shapes=dynamic_shapes)
+    return ep
+
+
+def lower_program(ep: torch.export.ExportedProgram):
+    """ExportedProgram -> ExecutorchProgramManager (XNNPACK-delegated, constants tagged external).
 
     Raises:
         ExecuTorchExportError: with the failing stage.
@@ -166,28 +219,143 @@ def lower_graph(
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
-    stage = "torch.export"
-    try:
-        with torch.no_grad():
-            ep = torch.export.export(module, example, dynamic_shapes=dynamic_shapes)
-            if precision == "int8":
-                stage = "PT2E int8 quantization"
-                gm = _quantize_int8(ep.module(), [example, *calib_inputs])
-                stage = "torch.export (quantized)"
-                ep = torch.export.export(gm, example, dynamic_shapes=dynamic_shapes)
-            _tag_delegate_constants(ep)
-            stage = "to_edge_transform_and_lower (XNNPACK)"
-            # The edge-dialect IR verifier is one more walk over every node; what it would catch
-            # fails to_executorch or the runtime self-check in write() instead.
-            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
-                                               compile_config=EdgeCompileConfig(_check_ir_validity=False))
-            stage = "to_executorch"
-            tagger = _param_tagger(edge.exported_program())
-            return edge.to_executorch(ExecutorchBackendConfig(external_constants=tagger))
-    except Exception as e:
-        raise ExecuTorchExportError(f"{stage} failed: {type(e).__name__}: {e}") from e
+    _tag_delegate_constants(ep)
+    with _stage("to_edge_transform_and_lower (XNNPACK)"):
+        # The edge-dialect IR verifier is one more walk over every node; what it would catch
+        # fails to_executorch or the runtime self-check in write() instead.
+        edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
+                                           compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    with _stage("to_executorch"):
+        tagger = _param_tagger(edge.exported_program())
+        return edge.to_executorch(ExecutorchBackendConfig(external_constants=tagger))
+
+
+def lower_graph(
+    module: nn.Module,
+    example: tuple,
+    dynamic_shapes: tuple | None,
+    precision: str,
+    calib_inputs: Sequence[tuple] = (),
+):
+    """nn.Module -> ExecutorchProgramManager: `export_program`, then `lower_program`."""
+    return lower_program(export_program(module, example, dynamic_shapes, precision, calib_inputs))
+
+
+# ----------------------------------------------------------------------------- lowering cache
+
+
+@dataclass
+class Lowered:
+    """What the writer keeps of one lowered program."""
+
+    pte: bytes  # the program
+    ptd: bytes | None  # its external weights (merged into the shared file), None if it has none
+    planned_memory_bytes: int  # activation memory planned ahead of time
+    delegate_partitions: int  # XNNPACK subgraphs; each boundary hands tensors to portable ops
+
+    @classmethod
+    def of(cls, prog) -> "Lowered":
+        graph = prog.exported_program().graph
+        return cls(
+            pte=bytes(prog.buffer),
+            ptd=_program_ptd(prog),
+            planned_memory_bytes=int(sum(prog.executorch_program.execution_plan[0].non_const_buffer_sizes)),
+            delegate_partitions=sum(1 for n in graph.nodes if n.op == "call_function"
+                                    and getattr(n.target, "__name__", "") == "executorch_call_delegate"),
+        )
+
+
+def program_key(ep: torch.export.ExportedProgram, precision: str) -> str:
+    """sha256 of everything the lowering of `ep` depends on: the graph, its signature and shape
+    ranges, every constant's bytes, the precision, torch and executorch versions and this file."""
+    from importlib.metadata import version
+
+    h = hashlib.sha256()
+    for part in (precision, torch.__version__, version("executorch"), Path(__file__).read_text(),
+                 ep.graph_module.code, str(ep.graph_signature), str(ep.range_constraints)):
+        h.update(part.encode() + b"\0")
+    for name, t in sorted({**ep.state_dict, **ep.constants}.items()):
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode() + b"\0")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(f"{name} {t!r}".encode() + b"\0")
+    return h.hexdigest()
+
+
+class LoweringCache:
+    """Lowered programs by `program_key`, so exporting the same weights again (more formats, a CI
+    job, the demo's lazy export) skips ExecuTorch's lowering, which is minutes on 2 cores.
+
+    One folder per key: program.pte, weights.ptd (if any), info.json; written to a temp folder and
+    renamed, so a reader never sees half an entry. Bounded: after each store the least recently
+    used entries (never the one just stored) go until the rest is under `max_bytes`. An
+    unreadable entry is a miss and is stored anew. The written program is still run against
+    PyTorch by the writer's self-check, hit or miss.
+    Root: $DUALASR_LOWERING_CACHE, else <user cache>/executorch-lowered; "off" disables it.
+    """
+
+    def __init__(self, root: Path | None, max_bytes: int = 2 << 30):
+        self.root, self.max_bytes = root, max_bytes
+
+    @classmethod
+    def from_env(cls) -> "LoweringCache":
+        setting = os.environ.get("DUALASR_LOWERING_CACHE", "")
+        if setting == "off":
+            return cls(None)
+        return cls(Path(setting) if setting else user_cache_dir() / "executorch-lowered")
+
+    def get(self, key: str) -> Lowered | None:
+        if self.root is None:
+            return None
+        entry = self.root / key
+        try:
+            info = json.loads((entry / "info.json").read_text())
+            ptd = entry / "weights.ptd"
+            lowered = Lowered(pte=(entry / "program.pte").read_bytes(),
+                              ptd=ptd.read_bytes() if ptd.is_file() else None, **info)
+            os.utime(entry / "info.json")  # recently used
+            return lowered
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError):
+            shutil.rmtree(entry, ignore_errors=True)  # broken (a full disk, an old layout): store anew
+            return None
+
+    def put(self, key: str, lowered: Lowered) -> None:
+        if self.root is None:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            try:
+                (tmp / "program.pte").write_bytes(lowered.pte)
+                if lowered.ptd is not None:
+                    (tmp / "weights.ptd").write_bytes(lowered.ptd)
+                (tmp / "info.json").write_text(json.dumps({
+                    "planned_memory_bytes": lowered.planned_memory_bytes,
+                    "delegate_partitions": lowered.delegate_partitions}))
+                os.rename(tmp, self.root / key)  # fails if another export stored it meanwhile: keep theirs
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self._prune(keep=key)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+    def _prune(self, keep: str) -> None:
+        entries = []
+        for entry in self.root.iterdir():
+            if entry.name.startswith(".tmp-") or entry.name == keep or not (entry / "info.json").is_file():
+                continue
+            size = sum(f.stat().st_size for f in entry.iterdir())
+            entries.append(((entry / "info.json").stat().st_mtime, size, entry))
+        total = sum(size for _, size, _ in entries)
+        for _, size, entry in sorted(entries):  # oldest use first
+            if total <= self.max_bytes:
+                break
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= size
 
 
 # ----------------------------------------------------------------------------- shared weights file
@@ -340,32 +508,39 @@ def write(
     out_dir = export_dir / rel_dir
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    programs: dict[str, Any] = {}
+    cache = LoweringCache.from_env()
+    lowered: dict[str, Lowered] = {}
     seconds: dict[str, float] = {}
+    from_cache: list[str] = []
     for name, module in graphs.items():
         t0 = time.perf_counter()
-        example = tuple(example_inputs[name])
         try:
-            prog = lower_graph(module.eval(), example, dynamic_shapes_for(name), precision,
-                               _calib_for(name, calibration))
+            ep = export_program(module.eval(), tuple(example_inputs[name]), dynamic_shapes_for(name), precision,
+                                _calib_for(name, calibration))
+            key = program_key(ep, precision)
+            hit = cache.get(key)
+            if hit is None:
+                hit = Lowered.of(lower_program(ep))
+                cache.put(key, hit)
+            else:
+                from_cache.append(name)
         except ExecuTorchExportError as e:
             raise ExecuTorchExportError(f"executorch {precision} {name}: {e}") from e
-        programs[name] = prog
+        lowered[name] = hit
         seconds[name] = round(time.perf_counter() - t0, 2)
 
-    blobs = {name: _program_ptd(p) for name, p in programs.items()}
-    present = [b for b in blobs.values() if b is not None]
+    present = [lo.ptd for lo in lowered.values() if lo.ptd is not None]
     merged, n_keys = merge_ptd(present)
 
     entry_graphs: dict[str, str] = {}
-    for name, prog in programs.items():
-        atomic_write(out_dir / f"{name}.pte", prog.write_to_file)
+    for name, lo in lowered.items():
+        atomic_write(out_dir / f"{name}.pte", lo.pte)
         entry_graphs[name] = f"{rel_dir}/{name}.pte"
     ptd_path = out_dir / f"{WEIGHTS_TAG}.ptd"
     atomic_write(ptd_path, lambda f: f.write(merged))
     # Load every program against the one shared file: proves each finds all its keys in it.
     check = {name: _self_check(name, out_dir / f"{name}.pte", ptd_path, graphs[name],
-                               tuple(example_inputs[name])) for name in programs}
+                               tuple(example_inputs[name])) for name in lowered}
 
     entry: dict[str, Any] = {
         "graphs": entry_graphs,
@@ -381,9 +556,10 @@ def write(
             "shared_keys": n_keys,
         },
         "lower_seconds": seconds,
+        "lowered_from_cache": from_cache,
+        "delegate_partitions": {n: lo.delegate_partitions for n, lo in lowered.items()},
         # Activation memory planned ahead of time (encoder_full: for ENCODER_FULL_MAX_FRAMES).
-        "planned_memory_bytes": {n: int(sum(p.executorch_program.execution_plan[0].non_const_buffer_sizes))
-                                 for n, p in programs.items()},
+        "planned_memory_bytes": {n: lo.planned_memory_bytes for n, lo in lowered.items()},
         "self_check_max_abs_diff": {k: float(f"{v:.3g}") for k, v in check.items()},
     }
     if precision == "int8":

@@ -5,7 +5,9 @@ other input. Steps:
   1. load_manifest with checksums: refuses missing files, size/sha256 mismatches, unsafe paths;
   2. the manifest's graph I/O table must equal what the checkpoint's model produces, and every
      ONNX graph must declare exactly those inputs/outputs (names, ranks, fixed sizes);
-  3. per runtime found (onnxruntime; ExecuTorch when its artifacts exist) and precision:
+  3. per runtime found (onnxruntime; ExecuTorch when its artifacts exist) and precision, each run
+     through the runtime's own backend (dualasr.runtime.backends; the PyTorch reference through
+     its TorchBackend), so verify loads and runs the graphs exactly as `dualasr transcribe` does:
      a. streaming: every step graph run chunk by chunk with its state, vs the PyTorch step module
         it was traced from, run the same way (max abs diff);
      b. full: encoder_full vs PyTorch full mode, both over the windows the runtime uses
@@ -27,6 +29,7 @@ the length).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -145,82 +148,19 @@ def _features(manifest: dict, audio: list[Path] | None) -> list[tuple[str, Any]]
 # ----------------------------------------------------------------------------- runtimes
 
 
-class _OrtRunner:
-    """onnxruntime sessions for one precision; run(graph, {name: array}) -> {name: array}."""
+def _backend(report: Report, name: str, export_dir: Path, manifest: dict, precision: str):
+    """The runtime's own backend for one format and precision (what `dualasr transcribe` runs),
+    or None after reporting why it could not load."""
+    from dualasr.runtime.backends import create_backend
 
-    name = "onnxruntime"
-    supports_batch = True
-
-    def __init__(self, export_dir: Path, manifest: dict, precision: str):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.intra_op_num_threads = 1  # tiny step graphs: threads only add synchronization cost
-        self.sessions = {}
-        for g, rel in manifest["artifacts"]["onnx"][precision]["graphs"].items():
-            path = artifact_path(manifest, export_dir, rel)
-            self.sessions[g] = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sess = self.sessions[graph]
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(names, feeds)))
-
-
-class _ExecuTorchRunner:
-    """ExecuTorch programs (batch 1) with the shared .ptd weights, via the executorch pybindings."""
-
-    name = "executorch"
-    supports_batch = False
-
-    def __init__(self, export_dir: Path, manifest: dict, precision: str):
-        import torch  # noqa: F401  (the pybindings need libtorch loaded first)
-        from executorch.runtime import Runtime
-
-        art = manifest["artifacts"]["executorch"][precision]
-        data = str(artifact_path(manifest, export_dir, art["weights"])) if art.get("weights") else None
-        method = art.get("method", "forward")
-        runtime = Runtime.get()
-        self.methods = {}
-        self.programs = {}
-        for g, rel in art["graphs"].items():
-            program = runtime.load_program(artifact_path(manifest, export_dir, rel), data_path=data)
-            self.programs[g] = program  # keep the program alive as long as its method
-            self.methods[g] = program.load_method(method)
-        self.io = {g: ([t["name"] for t in s["inputs"]], [t["name"] for t in s["outputs"]])
-                   for g, s in manifest["graphs"].items()}
-
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        ins, outs = self.io[graph]
-        res = self.methods[graph].execute([torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in ins])
-        return {n: (r.detach().numpy() if hasattr(r, "detach") else np.asarray(r)) for n, r in zip(outs, res)}
-
-
-class _TorchRunner:
-    """The PyTorch graph modules (export/wrappers.py) behind the same run() as the runtimes: the
-    reference every exported graph is compared with."""
-
-    name = "torch"
-    supports_batch = True
-
-    def __init__(self, model, manifest: dict):
-        from .wrappers import graphs_for
-
-        self.graphs = graphs_for(model, [e["chunk_ms"] for e in manifest["streaming"]])
-        self.io = {g: ([t["name"] for t in s["inputs"]], [t["name"] for t in s["outputs"]])
-                   for g, s in manifest["graphs"].items()}
-
-    def run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        ins, outs = self.io[graph]
-        with torch.no_grad():
-            res = self.graphs[graph](*[torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in ins])
-        res = res if isinstance(res, tuple) else (res,)
-        return {n: r.numpy() for n, r in zip(outs, res)}
+    if name == "executorch" and importlib.util.find_spec("executorch") is None:
+        report.notes.append(f"executorch {precision}: not run, the executorch runtime is not installed")
+        return None
+    try:
+        return create_backend(name, export_dir, manifest, precision, threads=1 if name == "onnxruntime" else 0)
+    except Exception as e:  # a load failure is this artifact's failed check, not the end of verify
+        report.checks.append(Check(name, precision, "load graphs", "loads", 0, None, False, f"{type(e).__name__}: {e}"))
+        return None
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -429,7 +369,7 @@ class _Reference:
     """PyTorch fp32 encoder outputs and greedy tokens of one utterance, computed on first use per
     chunk size / window size (the ExecuTorch artifact may allow shorter windows than the manifest)."""
 
-    def __init__(self, model, torch_runner: _TorchRunner, manifest: dict, feats):
+    def __init__(self, model, torch_runner, manifest: dict, feats):
         self.model, self.runner, self.manifest, self.feats = model, torch_runner, manifest, feats.numpy()
         self._cache: dict = {}
 
@@ -516,6 +456,7 @@ def verify_export(export_dir: str | os.PathLike[str], audio: list[Path] | None =
 
 def _verify_export(export_dir: Path, audio: list[Path] | None) -> dict:
     from dualasr.checkpoint import CheckpointError, load_model
+    from dualasr.runtime.torch_backend import TorchBackend
 
     export_dir = Path(export_dir)
     manifest = load_manifest(export_dir, verify_checksums=True)
@@ -532,23 +473,17 @@ def _verify_export(export_dir: Path, audio: list[Path] | None) -> dict:
 
     feats_list = _features(manifest, audio)
     report.audio = [{"name": n, "frames": int(f.shape[1])} for n, f in feats_list]
-    torch_runner = _TorchRunner(model, manifest)
+    torch_runner = TorchBackend(export_dir, manifest, model=model)
     refs = [_Reference(model, torch_runner, manifest, feats) for _, feats in feats_list]
 
     artifacts = manifest.get("artifacts", {})
-    for precision in artifacts.get("onnx", {}):
-        _check_onnx_io(report, export_dir, manifest, precision)
-        _runtime_checks(report, _OrtRunner(export_dir, manifest, precision), manifest, precision, feats_list, refs)
-    for precision in artifacts.get("executorch", {}):
-        try:
-            runner = _ExecuTorchRunner(export_dir, manifest, precision)
-        except ImportError as e:
-            report.notes.append(f"executorch {precision}: not run, the executorch runtime is not installed ({e})")
-            continue
-        except Exception as e:
-            report.checks.append(Check("executorch", precision, "load programs", "loads", 0, None, False, f"{type(e).__name__}: {e}"))
-            continue
-        _runtime_checks(report, runner, manifest, precision, feats_list, refs)
+    for fmt, backend in (("onnx", "onnxruntime"), ("executorch", "executorch")):
+        for precision in artifacts.get(fmt, {}):
+            if fmt == "onnx":
+                _check_onnx_io(report, export_dir, manifest, precision)
+            runner = _backend(report, backend, export_dir, manifest, precision)
+            if runner is not None:
+                _runtime_checks(report, runner, manifest, precision, feats_list, refs)
     if "coreml" in artifacts:
         _coreml_checks(report, export_dir, manifest)
     for fmt in artifacts:

@@ -120,6 +120,19 @@ class JoinerStep(nn.Module):
         return self.joiner(encoder_out, predictor_out)
 
 
+def _mean_last(x: Tensor) -> Tensor:
+    """x.mean(-1, keepdim=True), written as the one mean XNNPACK delegates (4-D, over the two
+    innermost axes, keepdim) where the shape is static: any other mean runs as a portable op and
+    splits the delegate in two around every norm. Not for a dynamic axis (encoder_full's time):
+    XNNPACK does not delegate a reshape to a symbolic shape either, so there it would add splits.
+    x: [..., D] -> [..., 1]
+    """
+    if not all(isinstance(d, int) for d in x.shape):
+        return x.mean(dim=-1, keepdim=True)
+    lead = x.shape[:-1]
+    return x.reshape(1, -1, 1, x.shape[-1]).mean(dim=(2, 3), keepdim=True).reshape(*lead, 1)
+
+
 class StableLayerNorm(nn.Module):
     """nn.LayerNorm over the last axis as explicit two-pass ops, sharing the original's parameters
     (same Parameter objects, so their names and values in an export are unchanged).
@@ -140,8 +153,8 @@ class StableLayerNorm(nn.Module):
         self.bias = ln.bias
 
     def forward(self, x: Tensor) -> Tensor:
-        centered = x - x.mean(dim=-1, keepdim=True)
-        var = (centered * centered).mean(dim=-1, keepdim=True)
+        centered = x - _mean_last(x)
+        var = _mean_last(centered * centered)
         y = centered * torch.rsqrt(var + self.eps)
         if self.weight is not None:
             y = y * self.weight

@@ -29,6 +29,8 @@ class TorchBackend:
     Args:
         threads: torch intra-op threads, process-wide (0: torch's default).
         graphs: which graphs to build (default all in the manifest).
+        model: the Transducer already loaded from that checkpoint (`dualasr verify` has it), so it
+            is not read again.
     """
 
     name = "torch"
@@ -41,6 +43,7 @@ class TorchBackend:
         precision: str = "fp32",
         threads: int = 0,
         graphs: list[str] | None = None,
+        model: nn.Module | None = None,
     ):
         import torch
 
@@ -50,7 +53,7 @@ class TorchBackend:
         if precision != "fp32":
             raise BackendError(f"the torch backend runs the checkpoint in float32 only, not {precision}; "
                                "use --precision fp32, or another backend for the quantized graphs")
-        if not manifest.get("checkpoint"):
+        if model is None and not manifest.get("checkpoint"):
             raise BackendError("this export holds no checkpoint, which the torch backend runs; re-export it "
                                "with `dualasr export` (the exporter copies the checkpoint in)")
         self.precision = precision
@@ -58,10 +61,11 @@ class TorchBackend:
         if threads:
             torch.set_num_threads(int(threads))
         t0 = time.perf_counter()
-        try:
-            model, _config, _tokenizer = load_model(_resolve(self.export_dir, manifest, manifest["checkpoint"]))
-        except CheckpointError as e:
-            raise BackendError(str(e)) from None
+        if model is None:
+            try:
+                model, _config, _tokenizer = load_model(_resolve(self.export_dir, manifest, manifest["checkpoint"]))
+            except CheckpointError as e:
+                raise BackendError(str(e)) from None
         modules = graphs_for(model, [int(e["chunk_ms"]) for e in manifest["streaming"]])
         for entry in manifest["streaming"]:
             modules[entry["graph"]] = _step_module(model, modules[entry["graph"]], entry)

@@ -32,6 +32,15 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lowering_cache(tmp_path_factory) -> Path:
+    """One ExecuTorch lowering cache for the whole run (subprocesses inherit it): exports of the
+    same weights in several tests lower once, and nothing is read from or left in the user's cache."""
+    root = tmp_path_factory.mktemp("lowering-cache")
+    os.environ["DUALASR_LOWERING_CACHE"] = str(root)
+    return root
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread_module():
     """`one_torch_thread` for a whole test module (request it with pytest.mark.usefixtures)."""

@@ -253,6 +253,43 @@ def test_stable_layer_norm_equals_layer_norm_and_shares_parameters(random_checkp
     assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
 
 
+def _norm_stack() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.LayerNorm(80), torch.nn.Linear(80, 32), torch.nn.LayerNorm(32),
+                               torch.nn.Linear(32, 8)).eval()
+
+
+def test_norms_do_not_split_the_delegate(tmp_path, monkeypatch):
+    """Each LayerNorm used to leave two portable means between XNNPACK subgraphs."""
+    monkeypatch.setenv("DUALASR_LOWERING_CACHE", "off")
+    entry = etw.write({"stack": _norm_stack()}, {"stack": (torch.randn(1, 32, 80),)}, tmp_path, "fp32", None)
+    assert entry["delegate_partitions"] == {"stack": 1}
+    assert entry["lowered_from_cache"] == [] and entry["self_check_max_abs_diff"]["stack"] < 1e-4
+
+
+def test_lowering_cache_reuses_programs_and_survives_a_broken_entry(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("DUALASR_LOWERING_CACHE", str(cache))
+    graphs, example = {"stack": _norm_stack()}, {"stack": (torch.randn(1, 32, 80),)}
+    first = etw.write(graphs, example, tmp_path / "a", "int8", None)
+    (key,) = [p.name for p in cache.iterdir()]
+    again = etw.write(graphs, example, tmp_path / "b", "int8", None)
+    assert (first["lowered_from_cache"], again["lowered_from_cache"]) == ([], ["stack"])
+    for rel in (again["graphs"]["stack"], again["weights"]):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    # Other weights are another program, not a hit.
+    with torch.no_grad():
+        graphs["stack"][1].weight.add_(0.01)
+    assert etw.write(graphs, example, tmp_path / "c", "int8", None)["lowered_from_cache"] == []
+    # A truncated entry is a miss, lowered again and written over.
+    (cache / key / "info.json").write_text("{")
+    assert etw.write({"stack": _norm_stack()}, example, tmp_path / "d", "int8", None)["lowered_from_cache"] == []
+    assert etw.write({"stack": _norm_stack()}, example, tmp_path / "e", "int8", None)["lowered_from_cache"] == ["stack"]
+    # Bounded: a cache over its size keeps only the most recently used entries.
+    etw.LoweringCache(cache, max_bytes=1).put("x" * 64, etw.Lowered(b"pte", None, 0, 1))
+    assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == ["x" * 64]
+
+
 def test_executorch_layer_norm_on_constant_frames(tmp_path):
     """Upstream's layer_norm kernel is NaN on constant frames; the writer's export is not."""
     import torch
