@@ -210,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             table[label] = {r: {**_metrics(_load_outputs(work, name, r, len(feats), tokens), refs),
                                 **tokens[r].get("seconds", {})} for r in ["fp32", *recipes]}
         if args.executorch:
-            from dualasr.export.verify import _ExecuTorchRunner
+            from dualasr.runtime.backends import create_backend
 
-            runner = _ExecuTorchRunner(work / "export", manifest, "int8")
+            runner = create_backend("executorch", work / "export", manifest, "int8")
             label = next(k for k in table if k.startswith("native"))
             table[label]["executorch int8 (XNNPACK)"] = _metrics(
                 _decode_all(runner, manifest, [x.numpy() for x in feats]), refs)

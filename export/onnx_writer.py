@@ -179,14 +179,17 @@ def int8_description(recipe: str = INT8_RECIPE) -> str:
             f"activations uint8 per tensor at run time{keep}")
 
 
-def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE) -> onnx.ModelProto:
+def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE, keep_float: list[str] = (),
+                  only: list[str] | None = None) -> onnx.ModelProto:
     """Dynamic int8 by `recipe` (INT8_RECIPES): MatMul/Gemm weights 8-bit per output channel,
     activations quantized at run time; convs, embeddings and activation x activation MatMuls
-    stay float."""
+    stay float. keep_float: node names that stay float too (a layer that breaks accuracy, see
+    benchmarks/int8_sensitivity.py); only: quantize just these nodes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     options = dict(INT8_RECIPES[recipe])
     exclude = _first_weight_matmul(model) if options.pop("first_matmul_float", False) else []
+    exclude = [*exclude, *keep_float]
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "q.onnx"
         # The quantizer logs a root-logger warning suggesting its pre-processing pass (symbolic
@@ -196,7 +199,8 @@ def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE) -> onnx.Mod
             quantize_dynamic(
                 model, out, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
                 weight_type=QuantType[options["weight_type"]], reduce_range=options["reduce_range"],
-                nodes_to_exclude=exclude, extra_options={"MatMulConstBOnly": True},
+                nodes_to_exclude=exclude, nodes_to_quantize=list(only) if only else None,
+                extra_options={"MatMulConstBOnly": True},
             )
         finally:
             logging.disable(logging.NOTSET)

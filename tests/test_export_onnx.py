@@ -338,3 +338,22 @@ def test_verify_validates_coreml_spec_without_predict(onnx_export: Path, random_
     report = verify_export(export)
     bad = [c for c in report["checks"] if not c["ok"]]
     assert [c["runtime"] for c in bad] == ["coreml"] and "encoder_full missing" in bad[0]["detail"]
+
+
+def test_int8_keeps_chosen_matmuls_float(onnx_export: Path):
+    """quantize_int8's per-node hooks (benchmarks/int8_sensitivity.py uses them): `only` quantizes
+    just the named MatMuls, `keep_float` leaves them float and quantizes the rest."""
+    import onnx
+
+    from dualasr.export.onnx_writer import quantize_int8
+
+    fp32 = onnx.load(str(onnx_export / "onnx" / "fp32" / "encoder_full.onnx"))
+    inits = {t.name for t in fp32.graph.initializer}
+    weighted = [n.name for n in fp32.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits]
+
+    def quantized(m) -> int:
+        return sum(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in m.graph.node)
+
+    assert len(weighted) > 4 and quantized(quantize_int8(fp32)) == len(weighted)
+    assert quantized(quantize_int8(fp32, only=weighted[:1])) == 1
+    assert quantized(quantize_int8(fp32, keep_float=weighted[:2])) == len(weighted) - 2
