@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": round(cpu, 1),
         "seconds_by_artifact": manifest["export_seconds_by_precision"],
         "errors": manifest["errors"],
+        # ExecuTorch's lowering cache (executorch_writer.LoweringCache): where, and what it served.
+        "lowering_cache": os.environ.get("DUALASR_LOWERING_CACHE", "default (user cache)"),
+        "lowered_from_cache": {f"executorch/{p}": e.get("lowered_from_cache", [])
+                               for p, e in manifest["artifacts"].get("executorch", {}).items()},
     }
     if not args.no_profile:
         stats = pstats.Stats(profiler)

@@ -2,8 +2,8 @@
 with the ExecuTorch Python runtime and compared with PyTorch.
 
 Lowering is slow on a small CPU (minutes per precision for a 4-layer model), so these tests read
-exports made once per session (tests/conftest.py): the random 4-layer model's fp32 export, shared
-with the runtime and robustness tests, and the built-in model's every-format CLI export (int8),
+exports made once per session (tests/conftest.py): the built-in model's fp32 export with two chunk
+sizes, shared with the runtime and robustness tests, and its every-format CLI export (int8),
 which tests/test_export_cli.py also verifies end to end.
 """
 
@@ -60,9 +60,11 @@ def from_export(ckpt: Path, export_dir: Path, precision: str) -> SimpleNamespace
 
 
 @pytest.fixture(scope="module")
-def fp32(random_checkpoint, random_et_export) -> SimpleNamespace:
-    """The 4-layer random model's shared ExecuTorch export (conftest)."""
-    return from_export(random_checkpoint, random_et_export, "fp32")
+def fp32(builtin_et_export) -> SimpleNamespace:
+    """The built-in model's shared ExecuTorch fp32 export (conftest)."""
+    from dualasr.export.exporter import DEFAULT_CHECKPOINT
+
+    return from_export(DEFAULT_CHECKPOINT, builtin_et_export, "fp32")
 
 
 @pytest.fixture(scope="module")

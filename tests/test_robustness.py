@@ -744,8 +744,10 @@ def test_eight_threads_share_one_recognizer(rec, rec_full, speech):
 
 
 @pytest.fixture(scope="module")
-def et_export(random_checkpoint, random_et_export) -> tuple[Path, Path]:
-    return random_checkpoint, random_et_export
+def et_export(builtin_et_export) -> tuple[Path, Path]:
+    from dualasr.export.exporter import DEFAULT_CHECKPOINT
+
+    return DEFAULT_CHECKPOINT, builtin_et_export
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from oracle import oracle_recognize
 
 from dualasr.audio import AudioError, load_audio
+from dualasr.export.exporter import DEFAULT_CHECKPOINT
 from dualasr.runtime import EndpointConfig, EndpointRule, Recognizer
 from dualasr.runtime.backends import BackendError
 from dualasr.runtime.features import FEATURE_KEYS, StreamingFbank
@@ -456,24 +457,24 @@ def test_cli_transcribe_json(onnx_export, speech_wav, speech, recognizer, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def et_export(random_et_export) -> Path:
-    return random_et_export
+def et_export(builtin_et_export) -> Path:
+    return builtin_et_export
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["streaming", "full"])
-def test_executorch_matches_the_oracle(et_export, random_checkpoint, speech, mode):
+def test_executorch_matches_the_oracle(et_export, speech, mode):
     # A little noise (digital silence has its own test below).
     noisy = speech + (np.random.default_rng(4).standard_normal(speech.size) * 1e-4).astype(np.float32)
     for decoding in ("greedy", "beam"):
         got = Recognizer(et_export, backend="executorch", mode=mode, decoding=decoding).recognize(noisy, 16000)
-        want = _oracle(random_checkpoint, noisy, mode, decoding)
+        want = _oracle(DEFAULT_CHECKPOINT, noisy, mode, decoding)
         assert got.token_ids == want.token_ids and len(got.token_ids) > 5
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["streaming", "full"])
-def test_executorch_digital_silence(et_export, random_checkpoint, speech, mode):
+def test_executorch_digital_silence(et_export, speech, mode):
     """Constant fbank frames (exact digital silence, e.g. TTS output) made ExecuTorch's layer_norm
     (E[x^2] - E[x]^2 < 0) return NaN with executorch 1.5.1; the writer now exports the two-pass
     wrappers.StableLayerNorm, so silence decodes like the PyTorch oracle."""
@@ -481,4 +482,4 @@ def test_executorch_digital_silence(et_export, random_checkpoint, speech, mode):
     silence = np.zeros(16000, np.float32)
     for audio in (speech, silence, np.concatenate([silence, speech, silence])):
         got = rec.recognize(audio, 16000)
-        assert got.token_ids == _oracle(random_checkpoint, audio, mode).token_ids
+        assert got.token_ids == _oracle(DEFAULT_CHECKPOINT, audio, mode).token_ids
