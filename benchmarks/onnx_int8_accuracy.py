@@ -47,7 +47,10 @@ def _cpu_flags() -> list[str]:
 
 
 class _SessionRunner:
-    """verify's runner protocol (run(graph, feeds) -> {name: array}) over plain .onnx files."""
+    """The runtime's backend protocol (run(graph, feeds) -> {name: array}) over plain .onnx files."""
+
+    name = "onnxruntime"
+    supports_batch = True
 
     def __init__(self, folder: Path):
         import onnxruntime as ort

@@ -15,6 +15,7 @@ Conv stays float on purpose: onnxruntime's ConvInteger is slower than float Conv
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import logging
@@ -157,6 +158,11 @@ INT8_RECIPES: dict[str, dict[str, Any]] = {
     "u8s8_reduce_range": {"weight_type": "QInt8", "reduce_range": True},
     "u8u8": {"weight_type": "QUInt8", "reduce_range": False},
     "u8s8_reduce_range_first_float": {"weight_type": "QInt8", "reduce_range": True, "first_matmul_float": True},
+    # onnxruntime's MatMulNBits: weights in blocks of `block` input channels with a scale each,
+    # activations quantized to int8 per row (per token) at run time (accuracy_level 4), so a
+    # stream's result does not depend on the others in a batch. Not quantize_dynamic's kwargs.
+    "nbits8_block32": {"nbits": 8, "block": 32},
+    "nbits4_block32": {"nbits": 4, "block": 32},
 }
 INT8_RECIPE = "u8u8"
 
@@ -172,6 +178,9 @@ def _first_weight_matmul(model: onnx.ModelProto) -> list[str]:
 def int8_description(recipe: str = INT8_RECIPE) -> str:
     """The manifest's one-line description of an int8 recipe."""
     options = INT8_RECIPES[recipe]
+    if "nbits" in options:
+        return (f"MatMulNBits ({recipe}): MatMul weights {options['nbits']}-bit in blocks of {options['block']} "
+                "input channels, activations int8 per row at run time")
     bits = "7-bit range" if options["reduce_range"] else "full range"
     weights = {"QInt8": "int8", "QUInt8": "uint8"}[options["weight_type"]]
     keep = "; the first MatMul stays float" if options.get("first_matmul_float") else ""
@@ -190,6 +199,8 @@ def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE, keep_float:
     options = dict(INT8_RECIPES[recipe])
     exclude = _first_weight_matmul(model) if options.pop("first_matmul_float", False) else []
     exclude = [*exclude, *keep_float]
+    if "nbits" in options:
+        return _quantize_nbits(model, options["nbits"], options["block"], exclude, only)
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "q.onnx"
         # The quantizer logs a root-logger warning suggesting its pre-processing pass (symbolic
@@ -205,6 +216,22 @@ def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE, keep_float:
         finally:
             logging.disable(logging.NOTSET)
         return onnx.load(str(out))
+
+
+def _quantize_nbits(model: onnx.ModelProto, bits: int, block: int, exclude: list[str],
+                    only: list[str] | None) -> onnx.ModelProto:
+    """Weight MatMuls -> MatMulNBits (symmetric blocks, int8 compute: accuracy_level 4)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = copy.deepcopy(model)  # the quantizer rewrites the graph in place
+    logging.disable(logging.WARNING)
+    try:
+        q = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=True, accuracy_level=4,
+                                 nodes_to_exclude=exclude, nodes_to_include=list(only) if only else None)
+        q.process()
+    finally:
+        logging.disable(logging.NOTSET)
+    return q.model.model
 
 
 # ----------------------------------------------------------------------------- shared weights
