@@ -170,19 +170,15 @@ def _param_tagger(ep: torch.export.ExportedProgram) -> Callable[[torch.fx.Node],
     return tag
 
 
+@contextlib.contextmanager
 def _stage(stage: str):
-    """Context: an exception inside becomes ExecuTorchExportError naming the stage."""
-
-    @contextlib.contextmanager
-    def ctx():
-        try:
-            yield
-        except ExecuTorchExportError:
-            raise
-        except Exception as e:
-            raise ExecuTorchExportError(f"{stage} failed: {type(e).__name__}: {e}") from e
-
-    return ctx()
+    """An exception inside becomes ExecuTorchExportError naming the stage."""
+    try:
+        yield
+    except ExecuTorchExportError:
+        raise
+    except Exception as e:
+        raise ExecuTorchExportError(f"{stage} failed: {type(e).__name__}: {e}") from e
 
 
 def export_program(
