@@ -65,9 +65,7 @@ def main() -> None:
     p.add_argument("--json", required=True)
     args = p.parse_args()
     counts = [int(n) for n in args.streams.split(",")]
-    utts = sorted(load_utterances(DATA), key=lambda u: -(u.duration or 0))
-    audios_all = [load_audio(u.audio) for u in utts]
-    audios_all.sort(key=len, reverse=True)
+    audios_all = sorted((load_audio(u.audio) for u in load_utterances(DATA)), key=len, reverse=True)
     exports = {"tiny": SHIPPED, "conformer-s (random)": random_conformer_s(CACHE / "conformer-s")}
     cells = []
     for name, export in exports.items():

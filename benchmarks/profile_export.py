@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         "errors": manifest["errors"],
         # ExecuTorch's lowering cache (executorch_writer.LoweringCache): where, and what it served.
         "lowering_cache": os.environ.get("DUALASR_LOWERING_CACHE", "default (user cache)"),
-        "lowered_from_cache": {f"executorch/{p}": e.get("lowered_from_cache", [])
-                               for p, e in manifest["artifacts"].get("executorch", {}).items()},
+        "lowered_from_cache": {f"executorch/{precision}": entry.get("lowered_from_cache", [])
+                               for precision, entry in manifest["artifacts"].get("executorch", {}).items()},
     }
     if not args.no_profile:
         stats = pstats.Stats(profiler)

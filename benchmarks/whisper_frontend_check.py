@@ -64,7 +64,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=0, help="first N utterances (0: all)")
     args = p.parse_args()
     torch.set_num_threads(1)
-    model, cfg, _ = load_model(args.checkpoint)
+    model, _, _ = load_model(args.checkpoint)
     stem = model.encoder.subsampling
     whisper_dir = whisper_tiny_en_path().parent
     whisper = ctranslate2.models.Whisper(str(whisper_dir), device="cpu", intra_threads=1)

@@ -215,8 +215,8 @@ def lower_program(ep: torch.export.ExportedProgram):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
 
-    _tag_delegate_constants(ep)
     with _stage("to_edge_transform_and_lower (XNNPACK)"):
+        _tag_delegate_constants(ep)
         # The edge-dialect IR verifier is one more walk over every node; what it would catch
         # fails to_executorch or the runtime self-check in write() instead.
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
@@ -306,15 +306,15 @@ class LoweringCache:
         if self.root is None:
             return None
         entry = self.root / key
-        try:
+        if not entry.is_dir():
+            return None
+        try:  # entries appear whole (renamed into place), so anything missing or unreadable is broken
             info = json.loads((entry / "info.json").read_text())
             ptd = entry / "weights.ptd"
             lowered = Lowered(pte=(entry / "program.pte").read_bytes(),
                               ptd=ptd.read_bytes() if ptd.is_file() else None, **info)
             os.utime(entry / "info.json")  # recently used
             return lowered
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, TypeError):
             shutil.rmtree(entry, ignore_errors=True)  # broken (a full disk, an old layout): store anew
             return None

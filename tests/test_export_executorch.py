@@ -287,6 +287,10 @@ def test_lowering_cache_reuses_programs_and_survives_a_broken_entry(tmp_path, mo
     (cache / key / "info.json").write_text("{")
     assert etw.write({"stack": _norm_stack()}, example, tmp_path / "d", "int8", None)["lowered_from_cache"] == []
     assert etw.write({"stack": _norm_stack()}, example, tmp_path / "e", "int8", None)["lowered_from_cache"] == ["stack"]
+    # So is an entry missing its program (a disk cleaner's work): not a miss forever.
+    (cache / key / "program.pte").unlink()
+    assert etw.write({"stack": _norm_stack()}, example, tmp_path / "f", "int8", None)["lowered_from_cache"] == []
+    assert etw.write({"stack": _norm_stack()}, example, tmp_path / "g", "int8", None)["lowered_from_cache"] == ["stack"]
     # Bounded: a cache over its size keeps only the most recently used entries.
     etw.LoweringCache(cache, max_bytes=1).put("x" * 64, etw.Lowered(b"pte", None, 0, 1))
     assert [p.name for p in cache.iterdir() if not p.name.startswith(".")] == ["x" * 64]
