@@ -190,8 +190,8 @@ def int8_description(recipe: str = INT8_RECIPE) -> str:
 
 def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE, keep_float: list[str] = (),
                   only: list[str] | None = None) -> onnx.ModelProto:
-    """Dynamic int8 by `recipe` (INT8_RECIPES): MatMul/Gemm weights 8-bit per output channel,
-    activations quantized at run time; convs, embeddings and activation x activation MatMuls
+    """Dynamic int8 by `recipe` (INT8_RECIPES): MatMul/Gemm weights 8-bit per output channel (the
+    nbits recipes: MatMulNBits blocks instead), activations quantized at run time; convs, embeddings and activation x activation MatMuls
     stay float. keep_float: node names that stay float too (a layer that breaks accuracy, see
     benchmarks/int8_sensitivity.py); only: quantize just these nodes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
