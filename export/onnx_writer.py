@@ -7,7 +7,8 @@ initializer of >= 1 KiB is hashed by content and written once into weights.bin a
 offset; each graph's TensorProto just points at (offset, length). Small tensors (shape constants,
 biases of tiny layers) stay inline, where they cost less than an external-data record.
 
-fp32: torch.onnx.export, opset 17. int8: onnxruntime dynamic quantization of MatMul/Gemm weights
+fp32: torch.onnx.export, opset 17, with the shape arithmetic of fixed sizes folded into constants
+in graphs whose only free axis is the batch (fold_static_shapes). int8: onnxruntime dynamic quantization of MatMul/Gemm weights
 (uint8, per output channel: see INT8_RECIPE for why not int8); activations are quantized at run
 time, so no calibration is needed.
 Conv stays float on purpose: onnxruntime's ConvInteger is slower than float Conv on CPU.
@@ -107,8 +108,10 @@ def _export_dynamo(module: nn.Module, example: tuple[Tensor, ...], spec: dict) -
         return path.read_bytes()
 
 
-def export_graph(module: nn.Module, example: tuple[Tensor, ...], spec: dict) -> onnx.ModelProto:
-    """One graph -> an in-memory ModelProto with inline weights and the manifest's I/O names."""
+def export_graph(module: nn.Module, example: tuple[Tensor, ...], spec: dict, fold_shapes: bool = True) -> onnx.ModelProto:
+    """One graph -> an in-memory ModelProto with inline weights and the manifest's I/O names.
+    fold_shapes: fold_static_shapes where only the batch axis is free (off: as the exporter wrote it,
+    for benchmarks/onnx_shape_folding.py)."""
     try:
         data = _export_legacy(module, example, spec)
     except Exception as legacy_error:  # e.g. a torch without the TorchScript exporter
@@ -119,7 +122,95 @@ def export_graph(module: nn.Module, example: tuple[Tensor, ...], spec: dict) -> 
                 f"torch.onnx.export failed with both exporters: TorchScript: {type(legacy_error).__name__}: "
                 f"{legacy_error}; dynamo: {type(e).__name__}: {e}"
             ) from e
-    return onnx.load_from_string(data)
+    model = onnx.load_from_string(data)
+    only_batch_free = all(isinstance(d, int) or i == t.get("batch_dim") for t in spec["inputs"] for i, d in enumerate(t["shape"]))
+    if fold_shapes and only_batch_free:
+        fold_static_shapes(model)
+    return model
+
+
+def fold_static_shapes(model: onnx.ModelProto) -> int:
+    """Turn the shape arithmetic of dimensions the graph fixes into constants, in place; returns how
+    many nodes were rewritten. For graphs whose only free input axis is the batch.
+
+    Why: the TorchScript exporter records every `x.shape[i]` as Shape -> Gather -> ... evaluated on
+    each call, even where the size is fixed (a streaming step's chunk and caches): a conformer-s step
+    carried ~700 such nodes beside ~1,100 that compute, each one kernel dispatch per chunk. With
+    shapes inferred symbolically (onnxruntime's SymbolicShapeInference, no merging of unknown dims),
+    Gather(Shape(x), i) of a fixed dim becomes a constant, a Reshape whose output has one free dim
+    gets a constant target with -1 there, and nodes nothing reads any more are dropped; onnxruntime
+    folds the rest when it loads the graph. Values are unchanged (tests/test_export_onnx.py). A graph
+    the inference cannot handle stays as exported.
+    """
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=False)
+    except Exception as e:  # an op it does not know: the graph is correct as is, just not folded
+        logging.getLogger(__name__).warning("shape folding skipped: %s: %s", type(e).__name__, e)
+        return 0
+    dims: dict[str, list[int | None]] = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        if v.type.tensor_type.HasField("shape"):
+            dims[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    constants.update((n.output[0], numpy_helper.to_array(n.attribute[0].t)) for n in model.graph.node
+                     if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value")
+    shape_values: dict[str, list[int | None]] = {}  # output of a Shape node -> the dims it reads
+    for n in model.graph.node:
+        if n.op_type == "Shape" and n.input[0] in dims:
+            a = {x.name: x.i for x in n.attribute}
+            d = dims[n.input[0]]
+            shape_values[n.output[0]] = d[a.get("start", 0):a.get("end", len(d))]
+
+    def to_constant(i: int, value: np.ndarray) -> None:
+        n = model.graph.node[i]
+        model.graph.node[i].CopyFrom(onnx.helper.make_node(
+            "Constant", [], [n.output[0]], name=n.name, value=numpy_helper.from_array(value)))
+
+    rewritten = 0
+    for i, n in enumerate(model.graph.node):
+        if n.op_type == "Shape" and None not in shape_values.get(n.output[0], [None]):
+            to_constant(i, np.array(shape_values[n.output[0]], dtype=np.int64))
+        elif n.op_type == "Gather" and n.input[0] in shape_values and n.input[1] in constants:
+            index = constants[n.input[1]]
+            picked = [shape_values[n.input[0]][int(j)] for j in np.atleast_1d(index)]
+            if None in picked:
+                continue
+            to_constant(i, np.array(picked, dtype=np.int64).reshape(index.shape))
+        elif n.op_type == "Reshape" and n.output[0] in dims and not any(a.name == "allowzero" and a.i for a in n.attribute):
+            out = dims[n.output[0]]
+            if out.count(None) != 1 or 0 in out:  # 0 would mean "copy that input dim" in a target
+                continue
+            target = numpy_helper.from_array(np.array([-1 if d is None else d for d in out], dtype=np.int64),
+                                             f"{n.output[0]}_fixed_shape")
+            model.graph.initializer.append(target)
+            n.input[1] = target.name
+        else:
+            continue
+        rewritten += 1
+    _drop_unread_nodes(model.graph)
+    return rewritten
+
+
+def _names_read(graph: onnx.GraphProto) -> set[str]:
+    """Every value a node reads, subgraphs (If/Loop bodies read outer values) included."""
+    read = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+    for n in graph.node:
+        for a in n.attribute:
+            for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+                read |= _names_read(sub)
+    return read
+
+
+def _drop_unread_nodes(graph: onnx.GraphProto) -> None:
+    while True:
+        read = _names_read(graph)
+        keep = [n for n in graph.node if any(o in read for o in n.output)]
+        if len(keep) == len(graph.node):
+            return
+        del graph.node[:]
+        graph.node.extend(keep)
 
 
 def declare_io_shapes(model: onnx.ModelProto, spec: dict) -> None:

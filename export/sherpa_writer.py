@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from dualasr.fileio import atomic_write
 
 from .exporter import ExportError
-from .onnx_writer import check_against_torch, int8_description, quantize_int8
+from .onnx_writer import check_against_torch, fold_static_shapes, int8_description, quantize_int8
 from .wrappers import FRAME_SHIFT_MS, StreamingEncoderStep
 
 __all__ = [
@@ -254,7 +254,9 @@ def _to_onnx(module: nn.Module, example: tuple[Tensor, ...], inputs: list[str], 
         raise ExportError(
             f"torch.onnx.export of the sherpa-onnx {type(module).__name__} failed: {type(e).__name__}: {e}"
         ) from e
-    return onnx.load_from_string(buf.getvalue())
+    model = onnx.load_from_string(buf.getvalue())
+    fold_static_shapes(model)  # only the batch axis is free in these graphs
+    return model
 
 
 def _declare_io(model: onnx.ModelProto, inputs: list[str], outputs: list[str], shapes: dict[str, list]) -> None:

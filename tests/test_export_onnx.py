@@ -154,6 +154,16 @@ def test_streaming_step_matches_torch(onnx_export: Path, model, chunk_ms: int):
     assert state[-1].tolist() == [x.shape[1] // 4] * batch  # processed_lens counts encoder frames
 
 
+def test_streaming_steps_carry_no_shape_arithmetic(onnx_export: Path):
+    """onnx_writer.fold_static_shapes: a step's fixed sizes are constants, not Shape nodes run on
+    every chunk (the batch axis stays free: the batch-2 test above runs the same graphs)."""
+    for precision in ("fp32", "int8"):
+        for chunk_ms in CHUNKS:
+            path = _graph_paths(onnx_export, precision)[f"encoder_streaming_{chunk_ms}ms"]
+            ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
+            assert "Shape" not in ops, (precision, chunk_ms)
+
+
 @pytest.mark.parametrize("frames", [57, 413])
 def test_full_graph_matches_torch(onnx_export: Path, model, frames: int):
     sess = _session(_graph_paths(onnx_export, "fp32")["encoder_full"])
