@@ -8,9 +8,9 @@ offset; each graph's TensorProto just points at (offset, length). Small tensors 
 biases of tiny layers) stay inline, where they cost less than an external-data record.
 
 fp32: torch.onnx.export, opset 17, with the shape arithmetic of fixed sizes folded into constants
-in graphs whose only free axis is the batch (fold_static_shapes). int8: onnxruntime dynamic quantization of MatMul/Gemm weights
-(uint8, per output channel: see INT8_RECIPE for why not int8); activations are quantized at run
-time, so no calibration is needed.
+in graphs whose only free axis is the batch (fold_static_shapes). int8: onnxruntime dynamic
+quantization of MatMul/Gemm weights (uint8, per output channel: see INT8_RECIPE for why not int8);
+activations are quantized at run time, so no calibration is needed.
 Conv stays float on purpose: onnxruntime's ConvInteger is slower than float Conv on CPU.
 """
 
@@ -108,7 +108,8 @@ def _export_dynamo(module: nn.Module, example: tuple[Tensor, ...], spec: dict) -
         return path.read_bytes()
 
 
-def export_graph(module: nn.Module, example: tuple[Tensor, ...], spec: dict, fold_shapes: bool = True) -> onnx.ModelProto:
+def export_graph(module: nn.Module, example: tuple[Tensor, ...], spec: dict,
+                 fold_shapes: bool = True) -> onnx.ModelProto:
     """One graph -> an in-memory ModelProto with inline weights and the manifest's I/O names.
     fold_shapes: fold_static_shapes where only the batch axis is free (off: as the exporter wrote it,
     for benchmarks/onnx_shape_folding.py)."""
@@ -123,7 +124,8 @@ def export_graph(module: nn.Module, example: tuple[Tensor, ...], spec: dict, fol
                 f"{legacy_error}; dynamo: {type(e).__name__}: {e}"
             ) from e
     model = onnx.load_from_string(data)
-    only_batch_free = all(isinstance(d, int) or i == t.get("batch_dim") for t in spec["inputs"] for i, d in enumerate(t["shape"]))
+    only_batch_free = all(isinstance(d, int) or i == t.get("batch_dim")
+                          for t in spec["inputs"] for i, d in enumerate(t["shape"]))
     if fold_shapes and only_batch_free:
         fold_static_shapes(model)
     return model
