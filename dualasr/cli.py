@@ -31,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
 def _corpus(args: argparse.Namespace) -> int:
     from .corpus import main as corpus_main
 
-    return corpus_main(args.rest)
+    return corpus_main(args.rest, prog="dualasr corpus")
 
 
 def _export(args: argparse.Namespace) -> int:

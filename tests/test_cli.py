@@ -19,6 +19,7 @@ def test_corpus_help_is_the_corpus_builders_help():
     r = _dualasr("corpus", "--help")
     assert r.returncode == 0, r.stderr
     assert "out_dir" in r.stdout and "--num-train" in r.stdout
+    assert r.stdout.startswith("usage: dualasr corpus")  # the command the user typed
 
 
 def test_corpus_without_output_folder_says_what_is_missing():

@@ -51,8 +51,9 @@ __all__ = [
 ]
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="python -m dualasr.corpus", description=__doc__.split("\n\n")[0])
+def build_parser(parser: argparse.ArgumentParser | None = None,
+                 prog: str = "python -m dualasr.corpus") -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("out_dir", help="output folder (reruns resume)")
     p.add_argument("--num-train", type=int, default=2000)
     p.add_argument("--num-valid", type=int, default=100)
@@ -103,8 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m dualasr.corpus") -> int:
+    args = build_parser(prog=prog).parse_args(argv)
     try:
         run(args)
     except (SynthesisError, FileNotFoundError, ValueError) as e:
