@@ -11,7 +11,7 @@
 #   bash benchmarks/train_default.sh                 # corpus (resumable), then init, warm-up, joint run
 #   RESUME=1 bash benchmarks/train_default.sh        # continue the joint run after an interruption
 #   INIT=benchmarks/resume/whisper-tiny.pt bash benchmarks/train_default.sh   # step 3 from the committed
-#       weights (float16, step 3400 of the CPU runs so far; README "The next built-in model")
+#       weights (float16, the mean of steps 5200-5800 of the CPU runs so far; README "The next built-in model")
 set -euo pipefail
 OUT=${OUT:-runs/default}
 python -m dualasr.corpus data/mv --recipe multivoice --num-train "${NUM_TRAIN:-12000}" --num-valid 300 \
