@@ -180,7 +180,9 @@ def fold_static_shapes(model: onnx.ModelProto) -> int:
             if None in picked:
                 continue
             to_constant(i, np.array(picked, dtype=np.int64).reshape(index.shape))
-        elif n.op_type == "Reshape" and n.output[0] in dims and not any(a.name == "allowzero" and a.i for a in n.attribute):
+        elif n.op_type == "Reshape" and n.output[0] in dims:
+            if any(a.name == "allowzero" and a.i for a in n.attribute):
+                continue
             out = dims[n.output[0]]
             if out.count(None) != 1 or 0 in out:  # 0 would mean "copy that input dim" in a target
                 continue
