@@ -56,9 +56,7 @@ def main() -> int:
         return [sess.run(["encoder_out"], {"features": x})[0][0] for x in feats]
 
     reference = outputs(fp32)
-    inits = {t.name for t in fp32.graph.initializer}
-    matmuls = [(n.name, n.input[1]) for n in fp32.graph.node
-               if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits]
+    matmuls = [(n.name, n.input[1]) for n in onnx_writer.weight_matmuls(fp32)]
     alone = []
     for node, weight in matmuls:
         err = relative_error(outputs(onnx_writer.quantize_int8(fp32, only=[node])), reference)

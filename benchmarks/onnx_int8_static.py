@@ -46,9 +46,9 @@ def _quantize_static(model_path: Path, out: Path, feeds: list[dict], weight_type
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-    model = onnx.load(str(model_path))
-    weights = {t.name for t in model.graph.initializer}
-    weight_matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul" and weights & set(n.input)]
+    from dualasr.export.onnx_writer import weight_matmuls
+
+    quantized = [n.name for n in weight_matmuls(onnx.load(str(model_path)))]  # what the dynamic recipe quantizes
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -59,7 +59,7 @@ def _quantize_static(model_path: Path, out: Path, feeds: list[dict], weight_type
 
     quantize_static(model_path, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType[weight_type],
-                    op_types_to_quantize=["MatMul"], nodes_to_quantize=weight_matmuls)
+                    op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=quantized)
 
 
 def _measure(checkpoint: Path, work: Path, calib_feats: list, eval_feats: list) -> dict:

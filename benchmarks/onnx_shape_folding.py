@@ -34,15 +34,14 @@ def _session(model):
 
 def _compare(models: dict, feeds: list[np.ndarray], repeats: int) -> dict:
     sessions = {k: _session(m) for k, m in models.items()}
-    outs = {k: s.run(None, dict(zip([i.name for i in s.get_inputs()], feeds))) for k, s in sessions.items()}
-    a, b = outs.values()
+    named = {k: dict(zip([i.name for i in s.get_inputs()], feeds)) for k, s in sessions.items()}
+    a, b = (s.run(None, named[k]) for k, s in sessions.items())
     best = dict.fromkeys(sessions, float("inf"))
     for _ in range(repeats):
         for k, s in sessions.items():
-            named = dict(zip([i.name for i in s.get_inputs()], feeds))
             t0 = time.perf_counter()
             for _ in range(20):
-                s.run(None, named)
+                s.run(None, named[k])
             best[k] = min(best[k], (time.perf_counter() - t0) / 20)
     return {
         "nodes": {k: len(m.graph.node) for k, m in models.items()},

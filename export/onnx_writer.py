@@ -155,15 +155,18 @@ def fold_static_shapes(model: onnx.ModelProto) -> int:
     for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
         if v.type.tensor_type.HasField("shape"):
             dims[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    constants.update((n.output[0], numpy_helper.to_array(n.attribute[0].t)) for n in model.graph.node
-                     if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value")
     shape_values: dict[str, list[int | None]] = {}  # output of a Shape node -> the dims it reads
     for n in model.graph.node:
         if n.op_type == "Shape" and n.input[0] in dims:
             a = {x.name: x.i for x in n.attribute}
             d = dims[n.input[0]]
             shape_values[n.output[0]] = d[a.get("start", 0):a.get("end", len(d))]
+    # The indices of Gathers that read a shape (not every weight: those are megabytes).
+    indices = {n.input[1] for n in model.graph.node if n.op_type == "Gather" and n.input[0] in shape_values}
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer if t.name in indices}
+    constants.update((n.output[0], numpy_helper.to_array(n.attribute[0].t)) for n in model.graph.node
+                     if n.op_type == "Constant" and n.output[0] in indices and n.attribute
+                     and n.attribute[0].name == "value")
 
     def to_constant(i: int, value: np.ndarray) -> None:
         n = model.graph.node[i]
@@ -262,12 +265,11 @@ INT8_RECIPES: dict[str, dict[str, Any]] = {
 INT8_RECIPE = "u8u8"
 
 
-def _first_weight_matmul(model: onnx.ModelProto) -> list[str]:
+def weight_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The MatMul/Gemm nodes whose second input is a weight (an initializer), in graph order: what
+    the int8 recipes quantize."""
     inits = {t.name for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
-            return [node.name]
-    return []
+    return [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits]
 
 
 def int8_description(recipe: str = INT8_RECIPE) -> str:
@@ -286,13 +288,13 @@ def int8_description(recipe: str = INT8_RECIPE) -> str:
 def quantize_int8(model: onnx.ModelProto, recipe: str = INT8_RECIPE, keep_float: list[str] = (),
                   only: list[str] | None = None) -> onnx.ModelProto:
     """Dynamic int8 by `recipe` (INT8_RECIPES): MatMul/Gemm weights 8-bit per output channel (the
-    nbits recipes: MatMulNBits blocks instead), activations quantized at run time; convs, embeddings and activation x activation MatMuls
-    stay float. keep_float: node names that stay float too (a layer that breaks accuracy, see
+    nbits recipes: MatMulNBits blocks instead), activations quantized at run time; convs,
+    embeddings and activation x activation MatMuls stay float. keep_float: node names that stay float too (a layer that breaks accuracy, see
     benchmarks/int8_sensitivity.py); only: quantize just these nodes."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     options = dict(INT8_RECIPES[recipe])
-    exclude = _first_weight_matmul(model) if options.pop("first_matmul_float", False) else []
+    exclude = [n.name for n in weight_matmuls(model)[:1]] if options.pop("first_matmul_float", False) else []
     exclude = [*exclude, *keep_float]
     if "nbits" in options:
         return _quantize_nbits(model, options["nbits"], options["block"], exclude, only)
