@@ -32,5 +32,11 @@ export OMP_NUM_THREADS=${THREADS:-2}
 # 3. Everything, both modes every step, in-place distillation from the full-context mode.
 args=(--config whisper-tiny --out "$OUT/joint" --no-progress "${data[@]}"
   --set train.freeze_pretrained_steps=0 --set train.max_minutes="${MINUTES:-0}")
-if [ -n "${RESUME:-}" ]; then args+=(--resume); else args+=(--set train.init_from="${INIT:-$OUT/warm.pt}"); fi
+if [ -n "${RESUME:-}" ]; then args+=(--resume)
+elif [ -n "${INIT:-}" ]; then
+  # The committed resume point is the mean of steps 5200-5800: the lr warms up (500 steps) to what
+  # the preset's schedule gives at step 5800, 4.4e-4, and decays on from there, rather than
+  # restarting at the 1.5e-3 peak. (The CPU runs that made it used warmup_steps=100: 2.0e-4 there.)
+  args+=(--set train.init_from="$INIT" --set train.schedule_start="${INIT_STEP:-5800}")
+else args+=(--set train.init_from="$OUT/warm.pt"); fi
 dualasr train "${args[@]}" "$@"

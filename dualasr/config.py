@@ -63,6 +63,7 @@ class TrainConfig:
     init_from: str = ""  # checkpoint whose weights and tokenizer a fresh run starts from (optimizer state is not kept)
     weight_decay: float = 1e-3
     warmup_steps: int = 200
+    schedule_start: int = 0  # steps the init_from weights were trained: the lr decay continues from there
     max_steps: int = 2000
     max_minutes: float = 0.0  # wall-clock budget, 0 = unlimited
     max_frames_per_batch: int = 12000  # feature frames (10 ms) per batch

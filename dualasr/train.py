@@ -64,10 +64,13 @@ def _cpu_has_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def _lr_factor(step: int, warmup: int) -> float:
-    """Linear warmup then inverse-square-root decay (Noam), 1.0 at the end of warmup."""
-    step = max(step, 1)
-    return min(step / max(warmup, 1), math.sqrt(max(warmup, 1) / step))
+def _lr_factor(step: int, warmup: int, start: int = 0) -> float:
+    """Linear warmup then inverse-square-root decay (Noam), 1.0 at the end of warmup. With start > 0
+    (weights from a run that many steps in) it warms up to that run's decayed rate and decays on from
+    there: restarting the schedule would hit the trained weights with the peak rate again."""
+    step, warmup = max(step, 1), max(warmup, 1)
+    decay = min(1.0, math.sqrt(warmup / (start + step)))
+    return min(step / warmup, decay) if start == 0 else min(step / warmup, 1.0) * decay
 
 
 def _modes_for_step(mode: str, seed: int, step: int) -> list[str]:
@@ -331,7 +334,7 @@ def _build_run(cfg: Config, out_dir: Path, dd: _Dist, dev: torch.device) -> _Run
     torch.manual_seed(tc.seed)
     model = Transducer(cfg.model).to(dev)
     optimizer = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, tc.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, tc.warmup_steps, tc.schedule_start))
     valid_set = FeatureDataset(valid_utts, tokenizer) if valid_utts else None
     return _Run(cfg, out_dir, dd, dev, tokenizer, train_set, valid_set, model, optimizer, scheduler)
 

@@ -163,3 +163,14 @@ def test_init_from_a_float16_resume_point(corpus, tmp_path):
     other = micro_config(corpus, "model.d_model=64", f"train.init_from={tmp_path / 'weights.pt'}")
     with pytest.raises(ValueError, match="model config differs"):
         train(other, tmp_path / "third", progress=False)
+
+
+def test_lr_schedule_continues_the_decay_of_a_resume_point():
+    """From weights trained `start` steps, the rate warms up to where that run's decay had got
+    (not to its peak) and decays on from there; start=0 is the plain Noam schedule."""
+    from dualasr.train import _lr_factor
+
+    assert _lr_factor(250, 500) == 0.5 and _lr_factor(500, 500) == 1.0 and _lr_factor(2000, 500) == 0.5
+    assert _lr_factor(250, 500, start=5800) == pytest.approx(0.5 * (500 / 6050) ** 0.5)
+    assert _lr_factor(500, 500, start=5800) == pytest.approx((500 / 6300) ** 0.5)
+    assert max(_lr_factor(s, 500, start=5800) for s in range(1, 5000)) < 0.29
