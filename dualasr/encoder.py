@@ -105,7 +105,8 @@ class ConformerBlock(nn.Module):
     def forward_chunk(
         self, x: Tensor, key_cache: Tensor, value_cache: Tensor, conv_cache: Tensor, processed: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x: [B, C, D], key/value caches [B, W, D], conv_cache [B, D, K] -> (y, keys, values, conv_cache)"""
+        """x: [B, C, D], key/value caches [B, H, W, D/H], conv_cache [B, D, K]
+        -> (y, keys, values, conv_cache)"""
         caches = {}
 
         def attend(h: Tensor) -> Tensor:
@@ -149,9 +150,17 @@ class _DualModeEncoder(nn.Module):
         return x, out_lens
 
 
+def key_value_caches(cfg: ModelConfig, batch: int) -> tuple[Tensor, Tensor]:
+    """Empty attention caches of a streaming step, keys and values [L, B, H, W, D/H]: split into
+    heads, the layout the attention products read (`DualModeSelfAttention.forward_chunk_kv`), so a
+    step rearranges only its new frames."""
+    shape = (cfg.num_layers, batch, cfg.num_heads, cfg.left_context, cfg.d_model // cfg.num_heads)
+    return torch.zeros(shape), torch.zeros(shape)
+
+
 class ConformerEncoder(_DualModeEncoder):
     state_names = ("cached_key", "cached_value", "cached_conv", "processed_lens")
-    state_batch_dims = (2, 2, 2, 0)
+    state_batch_dims = (1, 1, 2, 0)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, ConformerBlock)
@@ -159,25 +168,22 @@ class ConformerEncoder(_DualModeEncoder):
     def init_state(self, batch: int) -> list[Tensor]:
         c = self.cfg
         return [
-            torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
-            torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
+            *key_value_caches(c, batch),
             torch.zeros(c.num_layers, self.conv_cache_len, batch, c.d_model),
             torch.zeros(batch, dtype=torch.int64),
         ]
 
     def forward_chunk(self, feats: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """feats: [B, C*subsampling, F]; state: cached_key, cached_value [L, W, B, D] (projected keys
-        and values of the last W frames), cached_conv [L, K, B, D], processed_lens [B] (encoder
-        frames already emitted) -> (out [B, C, D], new state)."""
+        """feats: [B, C*subsampling, F]; state: cached_key, cached_value [L, B, H, W, D/H] (projected
+        keys and values of the last W frames, see `key_value_caches`), cached_conv [L, K, B, D], processed_lens [B] (encoder frames already emitted)
+        -> (out [B, C, D], new state)."""
         keys, values, cached_conv, processed = state
         x, _ = self.subsampling(feats, None, "streaming")
         new_keys, new_values, new_conv = [], [], []
         for i, layer in enumerate(self.layers):
-            x, k, v, c = layer.forward_chunk(
-                x, keys[i].permute(1, 0, 2), values[i].permute(1, 0, 2), cached_conv[i].permute(1, 2, 0), processed
-            )
-            new_keys.append(k.permute(1, 0, 2))
-            new_values.append(v.permute(1, 0, 2))
+            x, k, v, c = layer.forward_chunk(x, keys[i], values[i], cached_conv[i].permute(1, 2, 0), processed)
+            new_keys.append(k)
+            new_values.append(v)
             new_conv.append(c.permute(2, 0, 1))
         processed = processed + x.shape[1]
         return x, [torch.stack(new_keys), torch.stack(new_values), torch.stack(new_conv), processed]
@@ -350,7 +356,7 @@ class TransformerBlock(nn.Module):
     def forward_chunk(
         self, x: Tensor, key_cache: Tensor, value_cache: Tensor, processed: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """x: [B, C, D], key/value caches [B, W, D] -> (y, key cache, value cache)"""
+        """x: [B, C, D], key/value caches [B, H, W, D/H] -> (y, key cache, value cache)"""
         a, key_cache, value_cache = self.attn.forward_chunk_kv(
             self.norm_attn(x, "streaming"), key_cache, value_cache, processed
         )
@@ -367,7 +373,7 @@ class TransformerEncoder(nn.Module):
     """
 
     state_names = ("cached_key", "cached_value", "cached_conv_in", "cached_conv_mid", "processed_lens")
-    state_batch_dims = (2, 2, 1, 1, 0)
+    state_batch_dims = (1, 1, 1, 1, 0)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -416,17 +422,16 @@ class TransformerEncoder(nn.Module):
     def init_state(self, batch: int) -> list[Tensor]:
         c = self.cfg
         return [
-            torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
-            torch.zeros(c.num_layers, c.left_context, batch, c.d_model),
+            *key_value_caches(c, batch),
             torch.zeros(self.subsampling.conv1.left, batch, c.num_mel_bins),
             torch.zeros(self.subsampling.conv2.left, batch, c.d_model),
             torch.zeros(batch, dtype=torch.int64),
         ]
 
     def forward_chunk(self, feats: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        """feats: [B, C*subsampling, F]; state: cached_key, cached_value [L, W, B, D],
-        cached_conv_in [1, B, F], cached_conv_mid [1, B, D], processed_lens [B] (encoder frames
-        already emitted) -> (out [B, C, D], new state)."""
+        """feats: [B, C*subsampling, F]; state: cached_key, cached_value [L, B, H, W, D/H] (see
+        `key_value_caches`), cached_conv_in [1, B, F], cached_conv_mid [1, B, D], processed_lens [B]
+        (encoder frames already emitted) -> (out [B, C, D], new state)."""
         keys, values, conv_in, conv_mid, processed = state
         stem_processed = processed * self.stack
         x, conv_in, conv_mid = self.subsampling.forward_chunk(
@@ -434,9 +439,9 @@ class TransformerEncoder(nn.Module):
         )
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer.forward_chunk(x, keys[i].permute(1, 0, 2), values[i].permute(1, 0, 2), stem_processed)
-            new_keys.append(k.permute(1, 0, 2))
-            new_values.append(v.permute(1, 0, 2))
+            x, k, v = layer.forward_chunk(x, keys[i], values[i], stem_processed)
+            new_keys.append(k)
+            new_values.append(v)
         out = self._stack(self.norm_out(x, "streaming"))
         return out, [
             torch.stack(new_keys), torch.stack(new_values), conv_in.permute(2, 0, 1), conv_mid.permute(2, 0, 1),

@@ -142,17 +142,22 @@ class DualModeSelfAttention(nn.Module):
         idx = rel.clamp(-self.max_rel_pos, self.max_rel_pos) + self.max_rel_pos
         return self.rel_bias(idx).permute(2, 0, 1)
 
+    def _heads(self, x: Tensor) -> Tensor:
+        """[B, T, D] -> [B, H, T, D/H]"""
+        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, allowed: Tensor) -> Tensor:
         """q: [B, Tq, D], k/v: [B, Tk, D], bias: [H, Tq, Tk], allowed: broadcastable to [B, 1, Tq, Tk]."""
+        return self._attend_heads(q, self._heads(k), self._heads(v), bias, allowed)
+
+    def _attend_heads(self, q: Tensor, keys: Tensor, values: Tensor, bias: Tensor, allowed: Tensor) -> Tensor:
+        """q: [B, Tq, D]; keys, values: [B, H, Tk, D/H]; bias: [H, Tq, Tk]; allowed: broadcastable
+        to [B, 1, Tq, Tk] -> [B, Tq, D]."""
         B, Tq, D = q.shape
-        Tk = k.shape[1]
-        q = q.view(B, Tq, self.num_heads, self.head_dim).transpose(1, 2)
-        k = k.view(B, Tk, self.num_heads, self.head_dim).transpose(1, 2)
-        v = v.view(B, Tk, self.num_heads, self.head_dim).transpose(1, 2)
-        scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim) + bias.unsqueeze(0)
+        scores = torch.matmul(self._heads(q), keys.transpose(2, 3)) / math.sqrt(self.head_dim) + bias.unsqueeze(0)
         scores = scores.masked_fill(torch.logical_not(allowed), MASK_VALUE)
         attn = self.dropout(torch.softmax(scores, dim=-1))
-        y = torch.matmul(attn, v).transpose(1, 2).reshape(B, Tq, D)
+        y = torch.matmul(attn, values).transpose(1, 2).reshape(B, Tq, D)
         return self.out(y)
 
     def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
@@ -201,17 +206,19 @@ class DualModeSelfAttention(nn.Module):
         self, x: Tensor, key_cache: Tensor, value_cache: Tensor, processed: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Streaming on a chunk, caching the projected keys and values, so each frame is projected
-        once (exact: the position bias depends only on relative distance).
+        once (exact: the position bias depends only on relative distance). The caches are kept
+        split into heads, as the products read them: only the C new frames are rearranged per
+        step, not the W cached ones.
 
-        x: [B, C, D]; key_cache, value_cache: [B, W, D]; processed: [B] int64 frames seen before
-        this chunk. Returns (y [B, C, D], new key cache [B, W, D], new value cache [B, W, D]).
+        x: [B, C, D]; key_cache, value_cache: [B, H, W, D/H]; processed: [B] int64 frames seen
+        before this chunk. Returns (y [B, C, D], new key cache, new value cache).
         """
         C = x.shape[1]
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        k = torch.cat([key_cache, k], dim=1)
-        v = torch.cat([value_cache, v], dim=1)
+        keys = torch.cat([key_cache, self._heads(k)], dim=2)
+        values = torch.cat([value_cache, self._heads(v)], dim=2)
         bias, allowed = self._chunk_bias_and_mask(C, processed)
-        return self._attend(q, k, v, bias, allowed), k[:, C:], v[:, C:]
+        return self._attend_heads(q, keys, values, bias, allowed), keys[:, :, C:], values[:, :, C:]
 
 
 class FeedForward(nn.Module):

@@ -71,7 +71,7 @@ def test_manifest_contents(onnx_export: Path, model):
     assert names("predictor", "inputs") == ["context"] and names("joiner", "outputs") == ["logits"]
     s320 = next(s for s in m["streaming"] if s["chunk_ms"] == 320)
     assert (s320["chunk_frames"], s320["encoder_frames"], s320["graph"]) == (32, 8, "encoder_streaming_320ms")
-    assert [s["batch_dim"] for s in s320["states"]] == [2, 2, 2, 0]
+    assert [s["batch_dim"] for s in s320["states"]] == [1, 1, 2, 0]
     assert m["predictor"] == {"type": "stateless", "context_size": 2, "initial_context": [-1, 0], "states": []}
     assert m["vocab_size"] == model.cfg.vocab_size and m["encoder_dim"] == model.cfg.d_model
     for f in ("checkpoint.pt", "tokenizer.model", "tokens.txt"):
