@@ -3,7 +3,8 @@
 # the same model) exported at 160 and 320 ms, then benched on 10 real utterances by our
 # runtime and sherpa-onnx side by side, 1 thread (real clips of dualasr.realspeech's training share:
 # speed needs real audio, not held-out audio). Writes benchmarks/results/conformer-s-random.{json,md}.
-# Its WER means nothing (random weights); the ratios are what it is for.
+# Its WER means nothing (random weights); the ratios are what it is for. Timings: the fastest of 3
+# passes per cell (one pass varied by more than the changes measured).
 #   FORMATS=onnx,executorch,sherpa-onnx bash benchmarks/conformer_s_random.sh   # with ExecuTorch (slow export)
 set -euo pipefail
 OUT=${OUT:-runs/conformer-s-random}
@@ -14,4 +15,4 @@ python -m dualasr.realspeech data/real
 backends=onnxruntime,sherpa-onnx
 case "$FORMATS" in *executorch*) backends+=,executorch;; esac
 dualasr bench "$OUT" --data data/real/real_train_extra.jsonl --max-utts 10 --threads 1 --backends "$backends" \
-  --peers none --json benchmarks/results/conformer-s-random.json --plots benchmarks/results/conformer-s-random-plots "$@"
+  --repeat 3 --peers none --json benchmarks/results/conformer-s-random.json --plots benchmarks/results/conformer-s-random-plots "$@"
