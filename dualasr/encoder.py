@@ -175,8 +175,8 @@ class ConformerEncoder(_DualModeEncoder):
 
     def forward_chunk(self, feats: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """feats: [B, C*subsampling, F]; state: cached_key, cached_value [L, B, H, W, D/H] (projected
-        keys and values of the last W frames, see `key_value_caches`), cached_conv [L, K, B, D], processed_lens [B] (encoder frames already emitted)
-        -> (out [B, C, D], new state)."""
+        keys and values of the last W frames, see `key_value_caches`), cached_conv [L, K, B, D],
+        processed_lens [B] (encoder frames already emitted) -> (out [B, C, D], new state)."""
         keys, values, cached_conv, processed = state
         x, _ = self.subsampling(feats, None, "streaming")
         new_keys, new_values, new_conv = [], [], []
