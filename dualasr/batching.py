@@ -19,7 +19,7 @@ from dualasr.tokenizer import Tokenizer
 
 __all__ = ["FeatureDataset", "DurationBucketSampler", "collate"]
 
-FRAME_SHIFT_S = 0.01  # fbank hop; used to estimate frame counts from durations
+FRAME_SHIFT_S = FbankConfig.frame_shift_ms / 1000  # fbank hop; estimates frame counts from durations
 
 
 class FeatureDataset(Dataset):

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from dualasr import MODES
+
 # The extra that installs what each command needs beyond a plain install (the runtime only: numpy,
 # onnxruntime, sentencepiece, soundfile). transcribe needs more only for the
 # torch, executorch and coreml backends; demo reads the test set with the corpus code (train) and
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("transcribe", help="transcribe audio with an export (torch-free runtime)")
     r.add_argument("export_dir", nargs="?", help="export folder (default: the built-in model's export)")
     r.add_argument("audio", nargs="*")
-    r.add_argument("--mode", choices=["streaming", "full"], default="streaming")
+    r.add_argument("--mode", choices=MODES, default="streaming")
     r.add_argument("--backend", choices=["onnxruntime", "executorch", "coreml", "torch"], default="onnxruntime")
     r.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     r.add_argument("--chunk-ms", type=int, help="which exported chunk size (default: the first)")

@@ -13,6 +13,7 @@ import argparse
 import hashlib
 from pathlib import Path
 
+from dualasr import MODES
 from dualasr.fileio import atomic_write, user_cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default" / "model.pt"
@@ -76,7 +77,7 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
     print(f"real recorded speech: {len(items)} held-out Asterisk prompts ({audio_min:.1f} min, one speaker), "
           f"{backend} {precision}")
     summaries: dict[str, dict] = {}
-    for mode in ("streaming", "full"):
+    for mode in MODES:
         rec = Recognizer(export_dir, backend=backend, precision=precision, mode=mode, threads=1)
         sim = simulate_set(rec, items)
         hyps = [r.text for r in sim.results]

@@ -1,6 +1,7 @@
-"""Filterbank options and SpecAugment for training, in torch.
+"""Filterbank features and SpecAugment for training, in torch.
 
-The filterbank itself is dualasr.fbank (numpy, torch-free): the one kaldi-compatible
+The options, FbankConfig, are part of the export contract (dualasr.export.manifest, torch-free:
+the runtime reads them from the manifest). The filterbank itself is dualasr.fbank (numpy, torch-free): the one kaldi-compatible
 implementation, which the runtime runs chunk by chunk; `compute_fbank` hands it a tensor. The
 on-device runtime (sherpa-onnx) computes features with kaldi-native-fbank, so they must match it
 sample for sample; tests/test_audio_features.py checks this against kaldi_native_fbank directly.
@@ -10,70 +11,13 @@ Waveforms are float in [-1, 1] (not scaled by 32768), like sherpa-onnx's normali
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import torch
+
+from dualasr.export.manifest import FbankConfig
 
 from .fbank import compute_fbank as _fbank
 
 __all__ = ["FbankConfig", "compute_fbank", "num_frames", "spec_augment"]
-
-
-@dataclass
-class FbankConfig:
-    """Filterbank options, named and defaulted as in kaldi / sherpa-onnx.
-
-    high_freq follows kaldi semantics: > 0 is an absolute frequency, <= 0 means nyquist + high_freq.
-    The default -400 is what sherpa-onnx (our runtime) and lhotse/icefall pass; note that
-    kaldi_native_fbank.MelBanksOptions itself defaults to 0 (= nyquist), so code that builds
-    knf options by hand must set high_freq explicitly.
-    """
-
-    sample_rate: int = 16000
-    num_mel_bins: int = 80
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-    dither: float = 0.0
-    snip_edges: bool = False
-    preemph_coeff: float = 0.97
-    remove_dc_offset: bool = True
-    window_type: str = "povey"
-    low_freq: float = 20.0
-    high_freq: float = -400.0
-    use_energy: bool = False
-    energy_floor: float = 0.0
-    use_log_fbank: bool = True
-    use_power: bool = True
-
-    @property
-    def window_size(self) -> int:
-        """Samples per frame (400 at 16 kHz / 25 ms)."""
-        return int(self.sample_rate * 0.001 * self.frame_length_ms)
-
-    @property
-    def window_shift(self) -> int:
-        """Samples between frame starts (160 at 16 kHz / 10 ms)."""
-        return int(self.sample_rate * 0.001 * self.frame_shift_ms)
-
-    @property
-    def padded_window_size(self) -> int:
-        """FFT size: the window rounded up to a power of two (512 for 400)."""
-        return 1 << (self.window_size - 1).bit_length()
-
-    @property
-    def feature_dim(self) -> int:
-        return self.num_mel_bins + int(self.use_energy)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FbankConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown FbankConfig keys {sorted(unknown)}; valid keys are {sorted(known)}")
-        return cls(**d)
 
 
 def num_frames(num_samples: int, cfg: FbankConfig = FbankConfig()) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from . import MODES
 from .batching import FeatureDataset, collate, length_sorted_batches, pad_rows
 from .checkpoint import load_model, save_checkpoint
 from .data import read_manifest
@@ -31,8 +32,6 @@ from .loss import ctc_loss, rnnt_loss
 from .metrics import wer
 from .model import Transducer
 from .tokenizer import Tokenizer, normalize_text
-
-MODES = ("streaming", "full")
 
 
 def new_parameters(model: Transducer) -> list[nn.Parameter]:

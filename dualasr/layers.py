@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-MODES = ("streaming", "full")
+from dualasr import MODES
+
 # A large negative instead of -inf keeps masked softmax finite in fp16 (Core ML) and int8 graphs.
 MASK_VALUE = -1.0e4
 

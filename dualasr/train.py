@@ -22,9 +22,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from . import MODES
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import Config
-from .batching import DurationBucketSampler, FeatureDataset, collate, length_sorted_batches
+from .batching import FRAME_SHIFT_S, DurationBucketSampler, FeatureDataset, collate, length_sorted_batches
 from .decoding import greedy_search
 from .features import spec_augment
 from .loss import ctc_loss, distillation_loss, rnnt_loss
@@ -75,9 +76,9 @@ def _lr_factor(step: int, warmup: int, start: int = 0) -> float:
 
 def _modes_for_step(mode: str, seed: int, step: int) -> list[str]:
     if mode == "joint":
-        return ["streaming", "full"]
+        return list(MODES)
     if mode == "random":  # the paper's randomly-sampled training; a function of (seed, step)
-        return [random.Random(seed * 1_000_003 + step).choice(["streaming", "full"])]
+        return [random.Random(seed * 1_000_003 + step).choice(MODES)]
     return [mode]
 
 
@@ -448,7 +449,7 @@ def _loop(run: _Run, objective: nn.Module, progress: bool) -> dict[str, Any]:
             run.scheduler.step()
             run.step += 1
             run.batch_in_epoch += 1
-            audio_s += float(batch["feat_lens"].sum()) * 0.01
+            audio_s += float(batch["feat_lens"].sum()) * FRAME_SHIFT_S
             done, elapsed_min = _stop_now(run, start)
             if dd.main and (run.step % tc.log_every == 0 or done):
                 rate = audio_s / max(time.time() - t_window, 1e-6)

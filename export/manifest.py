@@ -28,8 +28,9 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, get_type_hints
 
 from dualasr.fileio import atomic_write
 
@@ -37,6 +38,7 @@ __all__ = [
     "CHECKSUM_KEY",
     "DEFAULT_MAX_FULL_SECONDS",
     "FEATURE_TYPES",
+    "FbankConfig",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "ManifestError",
@@ -67,14 +69,67 @@ _HASH_BLOCK = 1 << 20
 _MAX_STATE_ELEMENTS = 1 << 26  # per state tensor (256 MB of float32): a bad shape must not allocate GBs
 _DTYPES = ("float32", "float16", "int64", "int32")
 
-# manifest["features"]: dualasr.features.FbankConfig.to_dict(), key -> type (the runtime's
-# kaldi-native-fbank options are set from exactly these keys).
-FEATURE_TYPES: dict[str, type] = {
-    "sample_rate": int, "num_mel_bins": int, "frame_length_ms": float, "frame_shift_ms": float,
-    "dither": float, "snip_edges": bool, "preemph_coeff": float, "remove_dc_offset": bool, "window_type": str,
-    "low_freq": float, "high_freq": float, "use_energy": bool, "energy_floor": float, "use_log_fbank": bool,
-    "use_power": bool,
-}
+
+# manifest["features"]: FbankConfig.to_dict(), the options the training features used and the runtime
+# sets its filterbank from; the defaults are every model's features (the 10 ms frame shift included).
+@dataclass
+class FbankConfig:
+    """Filterbank options, named and defaulted as in kaldi / sherpa-onnx.
+
+    high_freq follows kaldi semantics: > 0 is an absolute frequency, <= 0 means nyquist + high_freq.
+    The default -400 is what sherpa-onnx (our runtime) and lhotse/icefall pass; note that
+    kaldi_native_fbank.MelBanksOptions itself defaults to 0 (= nyquist), so code that builds
+    knf options by hand must set high_freq explicitly.
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    dither: float = 0.0
+    snip_edges: bool = False
+    preemph_coeff: float = 0.97
+    remove_dc_offset: bool = True
+    window_type: str = "povey"
+    low_freq: float = 20.0
+    high_freq: float = -400.0
+    use_energy: bool = False
+    energy_floor: float = 0.0
+    use_log_fbank: bool = True
+    use_power: bool = True
+
+    @property
+    def window_size(self) -> int:
+        """Samples per frame (400 at 16 kHz / 25 ms)."""
+        return int(self.sample_rate * 0.001 * self.frame_length_ms)
+
+    @property
+    def window_shift(self) -> int:
+        """Samples between frame starts (160 at 16 kHz / 10 ms)."""
+        return int(self.sample_rate * 0.001 * self.frame_shift_ms)
+
+    @property
+    def padded_window_size(self) -> int:
+        """FFT size: the window rounded up to a power of two (512 for 400)."""
+        return 1 << (self.window_size - 1).bit_length()
+
+    @property
+    def feature_dim(self) -> int:
+        return self.num_mel_bins + int(self.use_energy)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FbankConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown FbankConfig keys {sorted(unknown)}; valid keys are {sorted(known)}")
+        return cls(**d)
+
+
+FEATURE_TYPES: dict[str, type] = get_type_hints(FbankConfig)  # key -> type, checked by validate_manifest
 
 
 class ManifestError(ValueError):

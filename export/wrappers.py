@@ -18,7 +18,9 @@ from torch import Tensor, nn
 
 from dualasr.model import Transducer
 
-FRAME_SHIFT_MS = 10
+from .manifest import FbankConfig
+
+FRAME_SHIFT_MS = int(FbankConfig.frame_shift_ms)  # every exported model's feature hop
 
 
 @dataclass

@@ -17,8 +17,7 @@ from dualasr.fbank import compute_fbank, fbank_for
 
 __all__ = ["FEATURE_KEYS", "StreamingFbank", "AudioFrontend", "compute_features", "silence_frame", "sounding_from"]
 
-# The keys of dualasr.features.FbankConfig.to_dict() (that module imports torch, so the manifest
-# contract lists them; tests/test_runtime.py checks the two agree).
+# The keys of FbankConfig.to_dict() (defined with the manifest contract, dualasr.export.manifest).
 FEATURE_KEYS = tuple(FEATURE_TYPES)
 
 

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dualasr import MODES
 from dualasr.audio import prepare_samples
 
 from .backends import Backend, cap_threads, create_backend
@@ -57,7 +58,6 @@ from .windows import Window, next_window, window_frames
 
 __all__ = ["EndpointRule", "EndpointConfig", "Result", "Stream", "Recognizer", "load_export_manifest"]
 
-MODES = ("streaming", "full")
 DECODINGS = ("greedy", "beam")
 
 

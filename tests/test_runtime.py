@@ -25,7 +25,7 @@ from dualasr.audio import AudioError, load_audio
 from dualasr.export.exporter import DEFAULT_CHECKPOINT
 from dualasr.runtime import EndpointConfig, EndpointRule, Recognizer
 from dualasr.runtime.backends import BackendError
-from dualasr.runtime.features import FEATURE_KEYS, StreamingFbank
+from dualasr.runtime.features import StreamingFbank
 from dualasr.runtime.simulate import simulate, simulate_set
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,12 +94,6 @@ def _feed(rec, samples: np.ndarray, sizes: list[int], rate: int = 16000) -> list
 
 
 # ---------------------------------------------------------------------------------- features
-
-
-def test_feature_keys_match_fbank_config():
-    from dualasr.features import FbankConfig
-
-    assert tuple(FbankConfig().to_dict()) == FEATURE_KEYS
 
 
 @pytest.mark.parametrize("snip_edges", [False, True])

@@ -10,13 +10,14 @@ import importlib.util
 import sys
 from dataclasses import asdict, dataclass
 
+from dualasr import MODES
+
 __all__ = ["Cell", "FEED_MS", "MODES", "OUR_BACKENDS", "PEERS", "PRECISIONS", "all_threads", "cell_header", "missing_modules",
            "parse_threads", "plan_cells", "select_utterances", "split_list"]
 
 OUR_BACKENDS = ("onnxruntime", "executorch", "torch", "sherpa-onnx")
 PEERS = ("pocketsphinx", "whisper-tiny.en")
 PRECISIONS = ("fp32", "int8")
-MODES = ("streaming", "full")
 FEED_MS = 100.0  # audio piece fed to the streams: a typical microphone buffer, smaller than any chunk
 # Which Python module each backend/peer needs (checked with find_spec, without importing it).
 NEEDS = {

@@ -3,6 +3,8 @@ transfer between machines better than absolute times) and the project's targets.
 
 from __future__ import annotations
 
+from dualasr import MODES
+
 from .fmt import num, signed, times
 from .schema import clean
 
@@ -108,7 +110,7 @@ def headline(results: dict) -> dict:
         out["harness_overhead"].append(clean({
             "cell": c["id"], "overhead_pct": m["harness_overhead_pct"], **{f"{k}_pct": v for k, v in share.items()},
         }))
-    for ours_mode in ("streaming", "full"):
+    for ours_mode in MODES:
         ours = _reference_cell(results, ours_mode)
         if ours is None:
             continue
