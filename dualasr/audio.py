@@ -249,10 +249,10 @@ def prepare_samples(
     x = _to_mono(x, name, channel_axis)
     if x.size == 0:
         raise AudioError(f"{name}: contains no audio samples (zero length); check the recording")
-    if not np.isfinite(x).all():
+    peak = float(np.abs(x).max())  # NaN and Inf carry through the max: one pass checks both
+    if not math.isfinite(peak):
         bad = int((~np.isfinite(x)).sum())
         raise AudioError(f"{name}: contains {bad} NaN/Inf samples; the file or upstream processing is broken")
-    peak = float(np.abs(x).max())
     if peak > 2.0:
         # Almost always int16-range values stored as float; silently clipping would destroy them.
         raise AudioError(
@@ -263,6 +263,8 @@ def prepare_samples(
     if sample_rate != target_rate:
         g = math.gcd(int(sample_rate), int(target_rate))
         x = resample_poly(x, int(target_rate) // g, int(sample_rate) // g)
+    elif peak <= 1.0:  # nothing to clip; still never hand back the caller's own buffer
+        return x.astype(np.float32, copy=np.may_share_memory(x, samples))
     # Float files and resampling may overshoot full scale slightly; keep the [-1, 1] promise.
     return np.clip(x, -1.0, 1.0).astype(np.float32, copy=False)
 

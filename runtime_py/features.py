@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from dualasr.audio import AudioError, channel_axis, prepare_samples
 from dualasr.export.manifest import FEATURE_TYPES
 from dualasr.fbank import compute_fbank, fbank_for
+
+from .resample import StreamingResampler
 
 __all__ = ["FEATURE_KEYS", "StreamingFbank", "AudioFrontend", "compute_features", "silence_frame", "sounding_from"]
 
@@ -165,10 +168,6 @@ class AudioFrontend:
             AudioError: bad rate/shape/dtype, NaN/Inf, floats beyond [-2, 2], rate change.
             RuntimeError: after input_finished().
         """
-        from dualasr.audio import AudioError, channel_axis, prepare_samples
-
-        from .resample import StreamingResampler
-
         if self.input_done:
             raise RuntimeError(f"{self.name}: accept_waveform after input_finished(); create a new stream")
         x = np.asarray(samples)
