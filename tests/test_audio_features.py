@@ -254,6 +254,16 @@ def test_bad_files_raise_audio_error_naming_path(tmp_path):
         prepare_samples(np.array([0.0, np.inf], dtype=np.float32), 16000)
     with pytest.raises(AudioError, match="int16"):
         prepare_samples(np.array([1000.0, -2000.0]), 16000)  # int16-scaled floats
+    with pytest.raises(AudioError, match="1 NaN/Inf"):
+        prepare_samples(np.array([0.5, np.nan, 0.25], dtype=np.float32), 16000)
+
+
+def test_prepare_samples_clips_overshoot_and_never_returns_the_callers_buffer():
+    quiet = np.array([0.5, -0.25, 0.0], dtype=np.float32)
+    out = prepare_samples(quiet, 16000)
+    np.testing.assert_array_equal(out, quiet)
+    assert not np.shares_memory(out, quiet)  # the caller may reuse its buffer
+    np.testing.assert_array_equal(prepare_samples(np.array([1.5, -1.2, 0.5], dtype=np.float32), 16000), [1.0, -1.0, 0.5])
 
 
 @pytest.mark.skipif(not G722_FILE.exists(), reason=f"{G722_FILE} not present (asterisk sounds not installed)")
