@@ -10,6 +10,7 @@
 #
 #   bash benchmarks/train_default.sh                 # corpus (resumable), then init, warm-up, joint run
 #   RESUME=1 bash benchmarks/train_default.sh        # continue the joint run after an interruption
+#   PROCS=2 ...                                      # step 3 as 2 DDP processes (see PROCS below)
 #   INIT=benchmarks/resume/whisper-tiny.pt bash benchmarks/train_default.sh   # step 3 from the committed
 #       weights (float16, the mean of steps 5200-5800 of the CPU runs so far; README "The next built-in model")
 set -euo pipefail
@@ -19,7 +20,11 @@ python -m dualasr.corpus data/mv --recipe multivoice --num-train "${NUM_TRAIN:-1
 python -m dualasr.realspeech data/real
 data=(--set data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/real_train_extra.jsonl
   --set data.valid=data/mv/real_test.jsonl,data/mv/valid.jsonl --set train.valid_max_utts=215)
-export OMP_NUM_THREADS=${THREADS:-2}
+# PROCS=2: one DDP process per core (torchrun, gloo; each rank takes its own batch, so a step holds
+# PROCS batches), one thread each by default: 1.32x the training audio per second of one 2-thread
+# process on a 2-core CPU (benchmarks/results/train_throughput.json).
+PROCS=${PROCS:-1}
+export OMP_NUM_THREADS=${THREADS:-$([ "$PROCS" -gt 1 ] && echo 1 || echo 2)}
 # 1. Initialize: tokenizer, input statistics, the pretrained body and its input projection (one step).
 [ -n "${INIT:-}" ] || [ -f "$OUT/init/checkpoint-latest.pt" ] || dualasr train --config whisper-tiny --out "$OUT/init" --no-progress \
   "${data[@]}" --set data.valid= --set train.max_steps=1
@@ -41,4 +46,5 @@ elif [ -n "${INIT:-}" ]; then
   # benchmarks/results/whisper_tiny_rewarm_real_test.json.)
   args+=(--set train.init_from="$INIT" --set train.schedule_start="${INIT_STEP:-5800}" --set train.warmup_steps=100)
 else args+=(--set train.init_from="$OUT/warm.pt"); fi
-dualasr train "${args[@]}" "$@"
+if [ "$PROCS" -gt 1 ]; then python -m torch.distributed.run --nproc_per_node="$PROCS" -m dualasr.cli train "${args[@]}" "$@"
+else dualasr train "${args[@]}" "$@"; fi
