@@ -22,7 +22,9 @@ data=(--set data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/re
   --set data.valid=data/mv/real_test.jsonl,data/mv/valid.jsonl --set train.valid_max_utts=215)
 # PROCS=2: one DDP process per core (torchrun, gloo; each rank takes its own batch, so a step holds
 # PROCS batches), one thread each by default: 1.32x the training audio per second of one 2-thread
-# process on a 2-core CPU (benchmarks/results/train_throughput.json).
+# process on a 2-core CPU (benchmarks/results/train_throughput.json), but in 20 minutes from the
+# resume point it fitted no faster (fewer, larger steps: whisper_tiny_ddp_vs_single_20min.json), so
+# the default stays one process.
 PROCS=${PROCS:-1}
 export OMP_NUM_THREADS=${THREADS:-$([ "$PROCS" -gt 1 ] && echo 1 || echo 2)}
 # 1. Initialize: tokenizer, input statistics, the pretrained body and its input projection (one step).
