@@ -1,8 +1,9 @@
 """Filterbank features and SpecAugment for training, in torch.
 
 The options, FbankConfig, are part of the export contract (dualasr.export.manifest, torch-free:
-the runtime reads them from the manifest). The filterbank itself is dualasr.fbank (numpy, torch-free): the one kaldi-compatible
-implementation, which the runtime runs chunk by chunk; `compute_fbank` hands it a tensor. The
+the runtime reads them from the manifest). The filterbank itself is dualasr.fbank (numpy,
+torch-free): the one kaldi-compatible implementation (window sizes, FFT size and mel banks are
+derived there), which the runtime runs chunk by chunk; `compute_fbank` hands it a tensor. The
 on-device runtime (sherpa-onnx) computes features with kaldi-native-fbank, so they must match it
 sample for sample; tests/test_audio_features.py checks this against kaldi_native_fbank directly.
 

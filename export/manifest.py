@@ -99,21 +99,6 @@ class FbankConfig:
     use_power: bool = True
 
     @property
-    def window_size(self) -> int:
-        """Samples per frame (400 at 16 kHz / 25 ms)."""
-        return int(self.sample_rate * 0.001 * self.frame_length_ms)
-
-    @property
-    def window_shift(self) -> int:
-        """Samples between frame starts (160 at 16 kHz / 10 ms)."""
-        return int(self.sample_rate * 0.001 * self.frame_shift_ms)
-
-    @property
-    def padded_window_size(self) -> int:
-        """FFT size: the window rounded up to a power of two (512 for 400)."""
-        return 1 << (self.window_size - 1).bit_length()
-
-    @property
     def feature_dim(self) -> int:
         return self.num_mel_bins + int(self.use_energy)
 

@@ -18,15 +18,12 @@ from dualasr.fbank import compute_fbank, fbank_for
 
 from .resample import StreamingResampler
 
-__all__ = ["FEATURE_KEYS", "StreamingFbank", "AudioFrontend", "compute_features", "silence_frame", "sounding_from"]
-
-# The keys of FbankConfig.to_dict() (defined with the manifest contract, dualasr.export.manifest).
-FEATURE_KEYS = tuple(FEATURE_TYPES)
+__all__ = ["StreamingFbank", "AudioFrontend", "compute_features", "silence_frame", "sounding_from"]
 
 
 def _check_keys(features: dict) -> None:
-    unknown = set(features) - set(FEATURE_KEYS)
-    missing = set(FEATURE_KEYS) - set(features)
+    unknown = set(features) - set(FEATURE_TYPES)  # FbankConfig's keys (dualasr.export.manifest)
+    missing = set(FEATURE_TYPES) - set(features)
     if unknown or missing:
         raise ValueError(
             f"manifest features: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}; "
