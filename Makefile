@@ -13,8 +13,12 @@ setup: $(STAMP)
 demo: $(STAMP)
 	dualasr demo
 
+# Two pytest workers, one per core (most tests run one thread); the tests that share the built-in
+# model's session exports run on one of them (tests/conftest.py), so those exports are built once.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PYTHON) -m pytest -q -ra --durations=15
+	$(PYTHON) -m pytest -q -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -q -m "not slow"

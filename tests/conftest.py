@@ -51,11 +51,28 @@ def one_torch_thread():
         torch.set_num_threads(threads)
 
 
+# `make test` runs two pytest-xdist workers (--dist loadgroup). Tests that read the built-in
+# model's session-scoped exports go to one worker, so each export is built once per run, not once
+# per worker; the demo's lazy ExecuTorch export joins them, as it lowers the same programs.
+SHARED_EXPORT_FIXTURES = {"builtin_et_export", "builtin_every_format"}
+SHARED_EXPORTS_GROUP = "builtin-exports"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SHARED_EXPORT_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group(SHARED_EXPORTS_GROUP))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def lowering_cache(tmp_path_factory) -> Path:
-    """One ExecuTorch lowering cache for the whole run (subprocesses inherit it): exports of the
-    same weights in several tests lower once, and nothing is read from or left in the user's cache."""
-    root = tmp_path_factory.mktemp("lowering-cache")
+    """One ExecuTorch lowering cache for the whole run, every xdist worker and subprocess included:
+    exports of the same weights in several tests lower once, and nothing is read from or left in
+    the user's cache. (Entries are renamed into place, so workers may store at once.)"""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's basetemp is a folder of the run's own (pytest-N/popen-gwK).
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "lowering-cache"
+    root.mkdir(exist_ok=True)
     os.environ["DUALASR_LOWERING_CACHE"] = str(root)
     return root
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import SHARED_EXPORTS_GROUP
 
 
 def _dualasr(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -34,6 +35,7 @@ def test_other_commands_still_refuse_unknown_options():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(SHARED_EXPORTS_GROUP)  # lowers the programs the shared exports lower
 def test_demo_on_executorch_exports_into_the_cache_once(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path)}
     first = _dualasr("demo", "--backend", "executorch", "--precision", "int8", "--limit", "2", env=env, timeout=1800)
