@@ -21,6 +21,7 @@ from dualasr.bench import (
     select_utterances,
     validate_results,
 )
+from dualasr.bench.ratios import targets
 
 HAVE_POCKETSPHINX = importlib.util.find_spec("pocketsphinx") is not None
 
@@ -153,6 +154,36 @@ def test_gate_reports_cells_that_stopped_running():
     ok, lines = compare_results(new, base)
     assert not ok and "b: ran in the baseline but not now (error: boom)" in "\n".join(lines)
     assert compare_results(new, base, allow_missing=True)[0]
+
+
+def test_targets_are_issue_15s_goals_by_chunk_size_and_model_size():
+    def cell(precision: str, mode: str, chunk: int | None, rtf: float, wer: float, overhead: float) -> dict:
+        c = _cell(f"dualasr/onnxruntime/{precision}/{mode}-{chunk}ms/t1" if chunk else f"dualasr/onnxruntime/{precision}/full/t1",
+                  rtf, wer)
+        c.update(precision=precision, mode=mode, chunk_ms=chunk)
+        c["metrics"].update(model_s=rtf, harness_overhead_pct=overhead)
+        return c
+
+    cells = [cell("fp32", "streaming", 320, 0.020, 10.0, 9.0), cell("int8", "streaming", 320, 0.010, 12.0, 9.0),
+             cell("fp32", "streaming", 160, 0.026, 10.0, 20.0), cell("fp32", "full", None, 0.020, 9.0, 9.0),
+             cell("int8", "full", None, 0.010, 9.0, 9.0)]
+    results = _results(cells)
+    results["export"] = {"chunk_ms": [320, 160], "random_init": False}
+    results["flops"] = {"params": {"total": 8_000_000}, "streaming_over_full": {"320": 1.2, "160": 1.2}}
+    status = {t["name"]: t["status"] for t in targets(results)}
+    assert status["int8 vs fp32, streaming 320 ms, 1 thread, onnxruntime"] == "fail"  # 2x faster, but +2 WER points
+    assert status["streaming 320 ms vs full compute (counted encoder FLOPs per second of audio)"] == "fail"  # > 1.15x
+    assert status["streaming 160 ms vs full compute (counted encoder FLOPs per second of audio)"] == "pass"  # <= 1.3x
+    assert status["streaming 320 ms vs full compute (measured model time, onnxruntime fp32, 1 thread)"] == "pass"  # 1.0x
+    assert status["harness overhead dualasr/onnxruntime/fp32/streaming-320ms/t1"] == "pass"  # 9% <= 10%
+    assert status["harness overhead dualasr/onnxruntime/fp32/streaming-160ms/t1"] == "fail"
+    assert status["ours vs sherpa-onnx, same model"] == "n/a"
+
+    results["export"]["random_init"] = True  # random weights: WER says nothing, speed alone decides
+    results["flops"]["params"]["total"] = 1_000_000  # below phone size: 25% overhead allowed
+    status = {t["name"]: t["status"] for t in targets(results)}
+    assert status["int8 vs fp32, streaming 320 ms, 1 thread, onnxruntime"] == "pass"
+    assert status["harness overhead dualasr/onnxruntime/fp32/streaming-160ms/t1"] == "pass"
 
 
 def test_validate_results_names_the_problems():

@@ -95,6 +95,7 @@ def run_bench(
             "chunk_ms": [int(e["chunk_ms"]) for e in manifest.get("streaming", [])],
             "formats": {f: sorted(v) for f, v in manifest.get("artifacts", {}).items()},
             "model": manifest.get("model"),
+            "random_init": bool(manifest.get("random_init", False)),
         },
         "data": {"manifest": str(data), "utterances": len(items), "selection": "evenly spaced" if max_utts else "all",
                  "ids": [u["id"] for u in items]},
