@@ -506,7 +506,6 @@ def export_checkpoint(
         ExportError: bad arguments, an --out that is not safe to replace, unreadable checkpoint,
             or no artifact at all could be written (then out_dir is left untouched).
     """
-    from dualasr import __version__
     from dualasr.checkpoint import CheckpointError, load_model, read_checkpoint
     from dualasr.tokenizer import Tokenizer
 
@@ -539,41 +538,10 @@ def export_checkpoint(
         tokenizer = Tokenizer(tmp / "tokenizer.model")
         tokenizer.write_tokens_txt(tmp / "tokens.txt")
 
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "dualasr_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **_model_entries(model, graphs, tokenizer.vocab_size),
-            "graphs": graph_io(graphs, examples),
-            "max_full_seconds": DEFAULT_MAX_FULL_SECONDS,
-            "checkpoint": CHECKPOINT_NAME,
-            "source_checkpoint": {
-                "path": f"random weights of preset {config.name}" if random_init else str(checkpoint),
-                "sha256": sha256_file(checkpoint),
-            },
-            "random_init": random_init,
-            "artifacts": {},
-            "tools": _tool_versions(),
-            "export_seconds": {},
-            "export_seconds_by_precision": {},
-            "sizes": {},
-            "weight_sharing": {},
-            "errors": {},
-        }
-        manifest["probes"] = graph_probes(graphs, manifest)
+        source = f"random weights of preset {config.name}" if random_init else str(checkpoint)
+        manifest = _new_manifest(model, graphs, examples, tokenizer.vocab_size, checkpoint, source, random_init)
         for w in _run_writers(plan, checkpoint, model, list(chunk_ms), examples, calibration, tmp, jobs, say):
-            key = f"{w.fmt}/{w.precision}"
-            if w.error is not None:
-                manifest["errors"][key] = w.error
-                continue
-            entry = dict(w.entry)
-            sharing = entry.pop("weight_sharing", None)
-            if sharing:
-                manifest["weight_sharing"][key] = sharing
-            manifest["artifacts"].setdefault(w.fmt, {})[w.precision] = entry
-            manifest["export_seconds"][w.fmt] = round(manifest["export_seconds"].get(w.fmt, 0.0) + w.seconds, 3)
-            manifest["export_seconds_by_precision"].setdefault(w.fmt, {})[w.precision] = round(w.seconds, 3)
-            manifest["sizes"].setdefault(w.fmt, {})[w.precision] = w.size
+            _record_written(manifest, w)
 
         if not manifest["artifacts"]:
             raise ExportError("nothing was exported:\n  " + "\n  ".join(f"{k}: {v}" for k, v in manifest["errors"].items()))
@@ -588,6 +556,50 @@ def export_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _new_manifest(model, graphs, examples, vocab_size: int, checkpoint: Path, source: str,
+                  random_init: bool) -> dict[str, Any]:
+    """The manifest before any writer ran: the model's contract, its graphs and probes; the
+    per-artifact sections are filled by `_record_written`."""
+    from dualasr import __version__
+
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "dualasr_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **_model_entries(model, graphs, vocab_size),
+        "graphs": graph_io(graphs, examples),
+        "max_full_seconds": DEFAULT_MAX_FULL_SECONDS,
+        "checkpoint": CHECKPOINT_NAME,
+        "source_checkpoint": {"path": source, "sha256": sha256_file(checkpoint)},
+        "random_init": random_init,
+        "artifacts": {},
+        "tools": _tool_versions(),
+        "export_seconds": {},
+        "export_seconds_by_precision": {},
+        "sizes": {},
+        "weight_sharing": {},
+        "errors": {},
+    }
+    manifest["probes"] = graph_probes(graphs, manifest)
+    return manifest
+
+
+def _record_written(manifest: dict[str, Any], w: "_Written") -> None:
+    """One writer's outcome into the manifest: its artifacts entry, time and size, or its error."""
+    key = f"{w.fmt}/{w.precision}"
+    if w.error is not None:
+        manifest["errors"][key] = w.error
+        return
+    entry = dict(w.entry)
+    sharing = entry.pop("weight_sharing", None)
+    if sharing:
+        manifest["weight_sharing"][key] = sharing
+    manifest["artifacts"].setdefault(w.fmt, {})[w.precision] = entry
+    manifest["export_seconds"][w.fmt] = round(manifest["export_seconds"].get(w.fmt, 0.0) + w.seconds, 3)
+    manifest["export_seconds_by_precision"].setdefault(w.fmt, {})[w.precision] = round(w.seconds, 3)
+    manifest["sizes"].setdefault(w.fmt, {})[w.precision] = w.size
 
 
 # ----------------------------------------------------------------------------- writer orchestration
