@@ -58,6 +58,7 @@ SHARED_EXPORT_FIXTURES = {"builtin_et_export", "builtin_every_format"}
 SHARED_EXPORTS_GROUP = "builtin-exports"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if SHARED_EXPORT_FIXTURES & set(item.fixturenames):
