@@ -53,7 +53,9 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     mode: str = "joint"  # "joint" | "random" | "streaming" | "full" (the paper's Table 4 variants)
-    distill_weight: float = 0.0  # in-place distillation full -> streaming (0 disables)
+    # In-place distillation full -> streaming (0 disables). It weighs the mean KL per lattice node,
+    # the RNN-T and CTC losses are per-utterance sums: 0.5 is ~0.1% of the whisper-tiny loss (README).
+    distill_weight: float = 0.0
     distill_shift: int = 0  # teacher frame shift, -2..2 (negative: earlier emission)
     streaming_weight: float = 0.5  # joint loss = w * streaming + (1 - w) * full
     ctc_weight: float = 0.3  # auxiliary CTC loss per mode (needs model.aux_ctc); speeds up alignment

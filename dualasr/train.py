@@ -14,7 +14,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,9 +200,11 @@ def _param_groups(model: Transducer, tc) -> list[dict[str, Any]]:
 def _start_from_checkpoint(model: Transducer, path: str) -> None:
     """Weights of a checkpoint (any precision: a committed resume point keeps float16) into model."""
     payload = read_checkpoint(path)
-    if Config.from_dict(payload["config"]).model != model.cfg:
+    saved = Config.from_dict(payload["config"]).model
+    # Dropout shapes no weight: a run may start from weights trained with another rate.
+    if replace(saved, dropout=model.cfg.dropout) != model.cfg:
         raise ValueError(f"train.init_from {path}: its model config differs from this run's; use the same "
-                         f"preset and model.* overrides")
+                         f"preset and model.* overrides (model.dropout may differ)")
     model.load_state_dict(payload["model"])
 
 
