@@ -47,7 +47,8 @@ elif [ -n "${INIT:-}" ]; then
   # in 500 steps; this went on to 57.3% / 33.3%: benchmarks/results/whisper_tiny_rewarm_real_test.json.)
   # Steps 0-5800 ran with the preset's dropout and SpecAugment; from there on without them, which
   # fitted every set faster (README; whisper_tiny_loss_and_regularization_1001steps.json): steps
-  # 5800-6801 from the mean of 5200-5800, then 6801-9166 (INIT=<step 6801> INIT_STEP=6801 MINUTES=38).
+  # 5800-6801 from the mean of 5200-5800 (INIT_STEP=5800, --set train.max_steps=1001), then
+  # 6801-9166 from that run's last checkpoint (INIT_STEP=6801 MINUTES=38).
   args+=(--set train.init_from="$INIT" --set train.schedule_start="${INIT_STEP:-9166}" --set train.warmup_steps=100
     --set model.dropout=0.0 --set train.spec_augment=false)
 else args+=(--set train.init_from="$OUT/warm.pt"); fi
