@@ -17,15 +17,7 @@ import torch
 
 from dualasr.checkpoint import load_model, read_checkpoint
 from dualasr.fileio import atomic_write
-from dualasr.pretrained import load_whisper_encoder
-
-
-def pretrained_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
-    """The tensors load_whisper_encoder sets in this checkpoint's model -> Whisper's values."""
-    model, _, _ = load_model(checkpoint)
-    trained = {k: v.clone() for k, v in model.state_dict().items()}
-    load_whisper_encoder(model)
-    return {k: v.clone() for k, v in model.state_dict().items() if not torch.equal(v, trained[k])}
+from dualasr.pretrained import whisper_encoder_values
 
 
 def interpolate(checkpoint: Path, alpha: float, pretrained: dict[str, torch.Tensor]) -> dict:
@@ -45,7 +37,7 @@ def main() -> None:
     p.add_argument("--out-dir", type=Path, required=True)
     args = p.parse_args()
     alphas = [float(a) for a in args.alpha.split(",")]
-    pretrained = pretrained_weights(args.checkpoint)
+    pretrained = whisper_encoder_values(load_model(args.checkpoint)[0])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for alpha in alphas:
         out = args.out_dir / f"alpha{alpha:g}.pt"

@@ -13,6 +13,7 @@ them, on the training audio (`fit_input_projection`).
 
 from __future__ import annotations
 
+import copy
 import math
 import struct
 from pathlib import Path
@@ -25,7 +26,8 @@ from torch import Tensor
 from .config import ModelConfig
 from .model import Transducer
 
-__all__ = ["PRETRAINED", "read_ctranslate2", "whisper_log_mel", "load_whisper_encoder", "fit_input_projection"]
+__all__ = ["PRETRAINED", "read_ctranslate2", "whisper_log_mel", "load_whisper_encoder", "whisper_encoder_values",
+           "fit_input_projection"]
 
 # name -> the encoder shape it needs (must match ModelConfig)
 PRETRAINED = {
@@ -157,6 +159,16 @@ def load_whisper_encoder(model: Transducer, path: str | Path | None = None) -> N
         put(layer.ff.net[3].weight, p + "ffn/linear_1/weight")
         put(layer.ff.net[3].bias, p + "ffn/linear_1/bias")
     put_norm(enc.norm_out, "encoder/layer_norm")
+
+
+
+def whisper_encoder_values(model: Transducer, path: str | Path | None = None) -> dict[str, Tensor]:
+    """The tensors load_whisper_encoder would change in `model` -> Whisper's values for them; the
+    model itself is left as it is (for measuring or undoing a trained body's drift from Whisper)."""
+    reference = copy.deepcopy(model)
+    load_whisper_encoder(reference, path)
+    own = model.state_dict()
+    return {k: v for k, v in reference.state_dict().items() if not torch.equal(v, own[k])}
 
 
 @torch.no_grad()

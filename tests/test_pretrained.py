@@ -14,6 +14,7 @@ from dualasr.pretrained import (
     fit_input_projection,
     load_whisper_encoder,
     read_ctranslate2,
+    whisper_encoder_values,
     whisper_log_mel,
     whisper_tiny_en_path,
 )
@@ -76,3 +77,15 @@ def test_pretrained_refuses_a_model_of_another_shape():
     model = Transducer(ModelConfig(encoder="transformer", d_model=96, num_heads=4, num_layers=2, vocab_size=16))
     with pytest.raises(ValueError, match=r"model.d_model=96 \(needs 384\)"):
         load_whisper_encoder(model)
+
+
+def test_whisper_encoder_values_leaves_the_model_and_names_only_what_loading_sets():
+    model = Transducer(load_config("whisper-tiny").model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    values = whisper_encoder_values(model)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    load_whisper_encoder(model)
+    loaded = model.state_dict()
+    assert values and all(torch.equal(v, loaded[k]) for k, v in values.items())
+    assert {k for k, v in loaded.items() if not torch.equal(v, before[k])} == set(values)
+    assert not any(k.startswith(("predictor", "joiner")) or "input_proj" in k for k in values)
