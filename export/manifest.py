@@ -297,10 +297,27 @@ def validate_manifest(data: dict[str, Any], path: str | os.PathLike[str] = MANIF
     Raises:
         ManifestError: naming the first bad field and its value.
     """
-    from dualasr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-
     c = _Check(Path(path))
     version = c.get(data, "format_version", "", int, 1, FORMAT_VERSION)
+    feats = _check_features(c, data)
+    vocab = c.get(data, "vocab_size", "", int, 2, 1 << 20)
+    c.get(data, "blank_id", "", int, 0, vocab - 1)
+    tok = c.get(data, "tokenizer", "", dict)
+    c.get(tok, "file", "tokenizer.", str)
+    c.get(tok, "tokens_txt", "tokenizer.", str)
+    if version >= 2:
+        c.get(data, "max_full_seconds", "", float, 1.0, 3600.0)
+    graphs = _check_graphs(c, data, feats, vocab)
+    _check_streaming(c, data, graphs, feats)
+    _check_artifacts(c, data)
+    if version >= 2:
+        _check_probes(c, data, graphs)
+
+
+def _check_features(c: _Check, data: dict[str, Any]) -> dict[str, Any]:
+    """features and the top-level frame_shift_ms that must repeat it -> the features object."""
+    from dualasr.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+
     feats = c.get(data, "features", "", dict)
     for key, kind in FEATURE_TYPES.items():
         c.get(feats, key, "features.", kind)
@@ -316,16 +333,13 @@ def validate_manifest(data: dict[str, Any], path: str | os.PathLike[str] = MANIF
     c.get(feats, "low_freq", "features.", float, 0.0, feats["sample_rate"] / 2)
     if c.get(data, "frame_shift_ms", "", float, 1.0, 1000.0) != shift:
         raise c.fail("frame_shift_ms", data["frame_shift_ms"], f"features.frame_shift_ms ({shift})")
-    sub = c.get(data, "subsampling", "", int, 1, 64)
-    vocab = c.get(data, "vocab_size", "", int, 2, 1 << 20)
-    c.get(data, "blank_id", "", int, 0, vocab - 1)
-    dim = c.get(data, "encoder_dim", "", int, 1, 1 << 16)
-    tok = c.get(data, "tokenizer", "", dict)
-    c.get(tok, "file", "tokenizer.", str)
-    c.get(tok, "tokens_txt", "tokenizer.", str)
-    if version >= 2:
-        c.get(data, "max_full_seconds", "", float, 1.0, 3600.0)
+    return feats
 
+
+def _check_graphs(c: _Check, data: dict[str, Any], feats: dict[str, Any], vocab: int) -> dict[str, Any]:
+    """The graphs table, and the full-context encoder, predictor and joiner entries against the
+    scalar fields and the predictor object -> the graphs table."""
+    dim = c.get(data, "encoder_dim", "", int, 1, 1 << 16)
     pred = c.get(data, "predictor", "", dict)
     c.get(pred, "type", "predictor.", str)
     k = c.get(pred, "context_size", "predictor.", int, 1, 64)
@@ -356,7 +370,14 @@ def validate_manifest(data: dict[str, Any], path: str | os.PathLike[str] = MANIF
              [_io("predictor_out", [1, p]), *_state_io(pred_states, "new_")])
     _same_io(c, graphs, "joiner", [_io("encoder_out", [1, dim]), _io("predictor_out", [1, p])],
              [_io("logits", [1, vocab])])
+    return graphs
 
+
+def _check_streaming(c: _Check, data: dict[str, Any], graphs: dict[str, Any], feats: dict[str, Any]) -> None:
+    """Each streaming entry: its chunk in frames and ms, its states, and its graph's I/O."""
+    sub = c.get(data, "subsampling", "", int, 1, 64)
+    shift, dim = feats["frame_shift_ms"], data["encoder_dim"]
+    feat_dim = feats["num_mel_bins"] + int(feats["use_energy"])
     chunks = set()
     for i, e in enumerate(c.get(data, "streaming", "", list)):
         where = f"streaming[{i}]."
@@ -375,6 +396,9 @@ def validate_manifest(data: dict[str, Any], path: str | os.PathLike[str] = MANIF
         _same_io(c, graphs, graph, [_io("features", [1, frames, feat_dim]), *_state_io(states)],
                  [_io("encoder_out", [1, frames // sub, dim]), *_state_io(states, "new_")])
 
+
+def _check_artifacts(c: _Check, data: dict[str, Any]) -> None:
+    """artifacts.FORMAT.PRECISION: graph paths, and the full-context graph's frame range if any."""
     for fmt, by_precision in c.get(data, "artifacts", "", dict).items():
         if not isinstance(by_precision, dict):
             raise c.fail(f"artifacts.{fmt}", by_precision, "an object {precision: entry}")
@@ -391,17 +415,19 @@ def validate_manifest(data: dict[str, Any], path: str | os.PathLike[str] = MANIF
                                             and 1 <= rng[0] and (rng[1] is None or (_kind_ok(rng[1], int) and rng[1] >= rng[0]))):
                     raise c.fail(f"{where}.{key}.encoder_full.T", rng, "[min frames >= 1, max frames or null]")
 
-    if version >= 2:
-        probes = c.get(data, "probes", "", dict)
-        for name in graphs:
-            probe = c.get(probes, name, "probes.", dict)
-            out = c.get(probe, "output", f"probes.{name}.", str)
-            if out not in [t["name"] for t in graphs[name]["outputs"]]:
-                raise c.fail(f"probes.{name}.output", out, f"an output of graph {name}")
-            proj = c.get(probe, "projection", f"probes.{name}.", list)
-            if len(proj) != PROBE_DIMS or not all(_kind_ok(v, float) for v in proj):
-                raise c.fail(f"probes.{name}.projection", proj, f"{PROBE_DIMS} finite numbers")
-            c.get(probe, "rms", f"probes.{name}.", float, 0.0, None)
+
+def _check_probes(c: _Check, data: dict[str, Any], graphs: dict[str, Any]) -> None:
+    """probes.GRAPH for every graph (format 2): an output of that graph, its projection and rms."""
+    probes = c.get(data, "probes", "", dict)
+    for name in graphs:
+        probe = c.get(probes, name, "probes.", dict)
+        out = c.get(probe, "output", f"probes.{name}.", str)
+        if out not in [t["name"] for t in graphs[name]["outputs"]]:
+            raise c.fail(f"probes.{name}.output", out, f"an output of graph {name}")
+        proj = c.get(probe, "projection", f"probes.{name}.", list)
+        if len(proj) != PROBE_DIMS or not all(_kind_ok(v, float) for v in proj):
+            raise c.fail(f"probes.{name}.projection", proj, f"{PROBE_DIMS} finite numbers")
+        c.get(probe, "rms", f"probes.{name}.", float, 0.0, None)
 
 
 def check_graph_io(manifest: dict[str, Any], graph: str, inputs: list[tuple], outputs: list[tuple], where: str) -> None:
