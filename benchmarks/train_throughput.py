@@ -4,8 +4,9 @@ weights: does a 2-core CPU train faster as one process or as two?
 
     python benchmarks/train_throughput.py --minutes 4 --json benchmarks/results/train_throughput.json
 
-Each run is `dualasr train` for --minutes from the committed resume point with step 3's data
-(benchmarks/train_default.sh, whose corpus must exist). Throughput is training audio per wall
+Each run is step 3 of benchmarks/train_default.sh (its data; its corpus is built first if missing)
+for --minutes from the committed resume point, with the regularization and schedule position of
+steps 0-5800, where this was first measured. Throughput is training audio per wall
 second: each rank logs its own batches' audio, so the total is rank 0's figure times the ranks
 (their batches are length-sorted neighbours of the same size budget). The first logged window
 (start-up, first batches) is left out.
@@ -25,26 +26,22 @@ from pathlib import Path
 
 from dualasr.fileio import atomic_write
 
-DATA = ["--set", "data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/real_train_extra.jsonl",
-        "--set", "data.valid=", "--set", "train.init_from=benchmarks/resume/whisper-tiny.pt",
-        "--set", "train.schedule_start=5800", "--set", "train.warmup_steps=100",
-        "--set", "train.freeze_pretrained_steps=0", "--set", "train.log_every=10"]
+# Step 3 as steps 0-5800 ran it (dropout, SpecAugment, that schedule position), no validation.
+CONDITIONS = ["--set", "data.valid=", "--set", "train.log_every=10", "--set", "model.dropout=0.1",
+              "--set", "train.spec_augment=true"]
 
 
 def run(label: str, processes: int, threads: int, minutes: float, out: Path) -> dict:
-    train = ["-m", "dualasr.cli", "train", "--config", "whisper-tiny", "--out", str(out), "--no-progress", *DATA,
-             "--set", f"train.max_minutes={minutes}"]
-    if processes > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}", *train]
-    else:
-        cmd = [sys.executable, *train]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OUT": str(out), "INIT": "benchmarks/resume/whisper-tiny.pt", "INIT_STEP": "5800",
+           "PROCS": str(processes), "THREADS": str(threads), "MINUTES": str(minutes)}
     start = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    r = subprocess.run(["bash", "benchmarks/train_default.sh", *CONDITIONS], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"{label} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in (out / "joint" / "metrics.jsonl").read_text().splitlines() if line.strip()]
     logged = [row for row in rows if "audio_s_per_s" in row][1:]
+    if not logged:
+        raise SystemExit(f"{label}: fewer than two logged windows in {minutes} min; give it more --minutes")
     rank0 = statistics.median(row["audio_s_per_s"] for row in logged)
     last = logged[-1]
     return {"processes": processes, "threads_per_process": threads, "wall_s": round(time.time() - start, 1),

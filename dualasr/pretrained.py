@@ -161,7 +161,6 @@ def load_whisper_encoder(model: Transducer, path: str | Path | None = None) -> N
     put_norm(enc.norm_out, "encoder/layer_norm")
 
 
-
 def whisper_encoder_values(model: Transducer, path: str | Path | None = None) -> dict[str, Tensor]:
     """The tensors load_whisper_encoder would change in `model` -> Whisper's values for them; the
     model itself is left as it is (for measuring or undoing a trained body's drift from Whisper)."""
