@@ -12,7 +12,7 @@
 #   RESUME=1 bash benchmarks/train_default.sh        # continue the joint run after an interruption
 #   PROCS=2 ...                                      # step 3 as 2 DDP processes (see PROCS below)
 #   INIT=benchmarks/resume/whisper-tiny.pt bash benchmarks/train_default.sh   # step 3 from the committed
-#       weights (float16, step 9166 of the CPU runs so far; README "The next built-in model")
+#       weights (float16, step 13992 of the CPU runs so far; README "The next built-in model")
 set -euo pipefail
 OUT=${OUT:-runs/default}
 python -m dualasr.corpus data/mv --recipe multivoice --num-train "${NUM_TRAIN:-12000}" --num-valid 300 \
@@ -41,15 +41,17 @@ args=(--config whisper-tiny --out "$OUT/joint" --no-progress "${data[@]}"
   --set train.freeze_pretrained_steps=0 --set train.max_minutes="${MINUTES:-0}")
 if [ -n "${RESUME:-}" ]; then args+=(--resume)
 elif [ -n "${INIT:-}" ]; then
-  # The committed resume point is step 9166 of CPU runs that used warmup_steps=100: the lr warms
+  # The committed resume point is step 13992 of CPU runs that used warmup_steps=100: the lr warms
   # up over 100 steps to where their decay had got and decays on from there. (Re-warming to the
   # preset's 4.4e-4 instead set the held-out Asterisk WER back from 57.9% / 34.4% to 60.8% / 35.9%
   # in 500 steps; this went on to 57.3% / 33.3%: benchmarks/results/whisper_tiny_rewarm_real_test.json.)
   # Steps 0-5800 ran with the preset's dropout and SpecAugment; from there on without them, which
   # fitted every set faster (README; whisper_tiny_loss_and_regularization_1001steps.json): steps
   # 5800-6801 from the mean of 5200-5800 (INIT_STEP=5800, --set train.max_steps=1001), then
-  # 6801-9166 from that run's last checkpoint (INIT_STEP=6801 MINUTES=38).
-  args+=(--set train.init_from="$INIT" --set train.schedule_start="${INIT_STEP:-9166}" --set train.warmup_steps=100
+  # 6801-9166 from that run's last checkpoint (INIT_STEP=6801 MINUTES=38), then 9166-13992 as the
+  # mean of the weights at 13168, 13835 and 13992 of `MINUTES=70` from there with real_train_extra
+  # listed 8 times in data.train (--set data.train=...; whisper_tiny_real_upsampled8.json).
+  args+=(--set train.init_from="$INIT" --set train.schedule_start="${INIT_STEP:-13992}" --set train.warmup_steps=100
     --set model.dropout=0.0 --set train.spec_augment=false)
 else args+=(--set train.init_from="$OUT/warm.pt"); fi
 if [ "$PROCS" -gt 1 ]; then python -m torch.distributed.run --nproc_per_node="$PROCS" -m dualasr.cli train "${args[@]}" "$@"
