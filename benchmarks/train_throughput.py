@@ -24,11 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from dualasr.config import load_config
 from dualasr.fileio import atomic_write
 
-# Step 3 as steps 0-5800 ran it (dropout, SpecAugment, that schedule position), no validation.
-CONDITIONS = ["--set", "data.valid=", "--set", "train.log_every=10", "--set", "model.dropout=0.1",
-              "--set", "train.spec_augment=true"]
+# Step 3 as steps 0-5800 ran it: the preset's dropout and SpecAugment (train_default.sh's INIT path
+# turns them off) at that schedule position, no validation.
+_PRESET = load_config("whisper-tiny")
+CONDITIONS = ["--set", "data.valid=", "--set", "train.log_every=10",
+              "--set", f"model.dropout={json.dumps(_PRESET.model.dropout)}",
+              "--set", f"train.spec_augment={json.dumps(_PRESET.train.spec_augment)}"]
 
 
 def run(label: str, processes: int, threads: int, minutes: float, out: Path) -> dict:
