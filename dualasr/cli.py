@@ -14,7 +14,7 @@ from dualasr import MODES
 # torch, executorch and coreml backends; demo reads the test set with the corpus code (train) and
 # exports checkpoints other than the built-in one (export).
 _EXTRA_FOR_COMMAND = {"train": "train", "corpus": "train", "export": "export", "verify": "export",
-                      "demo": "all", "transcribe": "export", "bench": "bench"}
+                      "demo": "all", "transcribe": "export", "bench": "bench", "lm": "train"}
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -62,6 +62,12 @@ def _bench(args: argparse.Namespace) -> int:
 
     with signals_raise():  # the temp work folder is removed on SIGTERM/SIGHUP too
         return bench_main(args)
+
+
+def _lm(args: argparse.Namespace) -> int:
+    from .lm import main as lm_main
+
+    return lm_main(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -130,11 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=["onnxruntime", "executorch", "coreml", "torch"], default="onnxruntime")
     r.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     r.add_argument("--chunk-ms", type=int, help="which exported chunk size (default: the first)")
-    r.add_argument("--decoding", choices=["greedy", "beam"], default="greedy")
+    r.add_argument("--decoding", choices=["greedy", "beam"],
+                   help="greedy (default) or modified beam search (the default with --lm)")
+    r.add_argument("--beam", type=int, default=4, help="beam size for --decoding beam (default 4)")
+    r.add_argument("--lm", help="token n-gram LM file (`dualasr lm`) fused into beam search")
+    r.add_argument("--lm-weight", type=float, help="the LM's weight (default: the runtime's, see README)")
+    r.add_argument("--lm-token-bonus", type=float, help="score added per token with --lm (default: the runtime's)")
     r.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = runtime default)")
     r.add_argument("--realtime", action="store_true", help="pace input at wall-clock speed")
     r.add_argument("--json", action="store_true", help="machine-readable output")
     r.set_defaults(func=_transcribe)
+
+    lm = sub.add_parser("lm", help="build a token n-gram LM for beam search (from offline English text)")
+    from .lm import add_arguments as add_lm_arguments
+
+    add_lm_arguments(lm)
+    lm.set_defaults(func=_lm)
 
     b = sub.add_parser("bench", help="benchmark matrix over an export (+ peers, regression gate)")
     from .bench import add_arguments as add_bench_arguments  # stdlib-only import: cheap

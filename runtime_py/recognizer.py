@@ -52,6 +52,7 @@ from dualasr.audio import prepare_samples
 from .backends import Backend, cap_threads, create_backend
 from .features import AudioFrontend, sounding_from
 from .graphs import ModelGraphs, split_states, stack_states
+from .lm import TokenNgramLM
 from .search import LOOKAHEAD, Hyp, beam_search_step, greedy_search, initial_hyp
 from .timers import StageTimers
 from .windows import Window, next_window, window_frames
@@ -59,6 +60,10 @@ from .windows import Window, next_window, window_frames
 __all__ = ["EndpointRule", "EndpointConfig", "Result", "Stream", "Recognizer", "load_export_manifest"]
 
 DECODINGS = ("greedy", "beam")
+# Shallow-fusion defaults, chosen on the held-out Asterisk prompts and TTS test voices (never on
+# real_eval) with the whisper-tiny resume point, beam 8: benchmarks/results/lm_fusion.json.
+DEFAULT_LM_WEIGHT = 0.4
+DEFAULT_LM_TOKEN_BONUS = 1.5
 
 
 # ----------------------------------------------------------------------------- results / endpoint
@@ -142,7 +147,7 @@ class Stream:
         self.segment = 0
         self.segment_start_frame = 0
         self.encoder_state = recognizer.graphs.encoder_initial_state() if recognizer.mode == "streaming" else []
-        self.hyps: list[Hyp] = [initial_hyp(recognizer.graphs)]
+        self.hyps: list[Hyp] = [initial_hyp(recognizer.graphs, recognizer.lm)]
         self._lock = threading.Lock()  # held while a thread works on the stream; never waited for
 
     @contextlib.contextmanager
@@ -234,6 +239,10 @@ class Recognizer:
         providers: onnxruntime execution providers by name (default ["cpu"]).
         max_symbols_per_frame: greedy cap (3, as dualasr.decoding.greedy_search).
         verify_checksums: sha256 every export file at load (size is always checked).
+        lm: a token n-gram LM file (`dualasr lm`) built with this export's tokenizer, or a loaded
+            `TokenNgramLM`, fused into beam search (decoding="beam" only).
+        lm_weight: its weight in the fused score.
+        lm_token_bonus: added per emitted token with an LM (offsets the LM's cost of saying more).
 
     Threads: one Recognizer may serve many streams from many threads (tests/test_robustness.py
     runs 8 threads with results equal to each stream decoded alone). The recognizer itself is
@@ -262,6 +271,9 @@ class Recognizer:
         providers: list[str] | None = None,
         max_symbols_per_frame: int = 3,
         verify_checksums: bool = True,
+        lm: str | os.PathLike | TokenNgramLM | None = None,
+        lm_weight: float = DEFAULT_LM_WEIGHT,
+        lm_token_bonus: float = DEFAULT_LM_TOKEN_BONUS,
     ):
         t0 = time.perf_counter()
         self.timers = StageTimers()
@@ -294,6 +306,13 @@ class Recognizer:
                 f"{m['vocab_size']}; the export is inconsistent, re-export"
             )
         self.endpoint = EndpointConfig() if endpoint is True else (endpoint or None)
+        if lm is not None and decoding != "beam":
+            raise ValueError("an LM is fused into beam search only: pass decoding='beam' with lm")
+        if lm is None or isinstance(lm, TokenNgramLM):
+            self.lm = lm
+        else:
+            self.lm = TokenNgramLM.load(lm, tokenizer_sha256=self.tokenizer.sha256, vocab_size=self.tokenizer.vocab_size)
+        self.lm_weight, self.lm_token_bonus = float(lm_weight), float(lm_token_bonus)
 
         step_graph, states = None, []
         if mode == "streaming":
@@ -466,7 +485,8 @@ class Recognizer:
             else:
                 for i, s in enumerate(streams):
                     for t in range(start[i], valid[i]):
-                        s.hyps = beam_search_step(self.graphs, s.hyps, enc[i, t], first[i] + t, self.beam, self.blank_id)
+                        s.hyps = beam_search_step(self.graphs, s.hyps, enc[i, t], first[i] + t, self.beam, self.blank_id,
+                                                  self.lm, self.lm_weight, self.lm_token_bonus)
         for s, v in zip(streams, valid):
             s.frames_decoded += v
 
@@ -487,7 +507,8 @@ class Recognizer:
         context carry on (as sherpa-onnx's Reset), so no audio is lost."""
         with stream.owned("reset"):
             best = max(stream.hyps, key=lambda h: h.score)
-            stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state)]
+            stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state,
+                               self.lm.initial_history() if self.lm is not None else ())]
             stream.segment += 1
             stream.segment_start_frame = stream.frames_decoded
 

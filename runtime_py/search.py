@@ -14,7 +14,9 @@ dualasr.decoding.greedy_search / beam_search (the batched PyTorch oracle) comput
   one hypothesis nothing reads it (the oracle's score is a sum of argmax log-probabilities).
 * modified beam search: at most one token per frame per hypothesis; the `beam` best
   (hypothesis, token) pairs survive; pairs with equal token sequences are merged (log-add,
-  keeping the first path's emission frames).
+  keeping the first path's emission frames). With a token n-gram LM (`lm.TokenNgramLM`), every
+  non-blank extension also scores `lm_weight * log P_lm(token | the hypothesis's last tokens)`
+  (shallow fusion); blanks are not scored by the LM.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .graphs import ModelGraphs, split_states, stack_states
+from .lm import TokenNgramLM
 
 __all__ = ["Hyp", "initial_hyp", "greedy_search", "beam_search_step", "log_softmax"]
 
@@ -38,7 +41,8 @@ class Hyp:
     token_ids: emitted non-blank ids; frames: absolute encoder frame of each emission;
     score: log-probability of the path, blanks included (beam search; greedy leaves it 0);
     context: [K] int64 last tokens;
-    pred_out: [P] predictor output for that context; pred_state: predictor state, batch 1.
+    pred_out: [P] predictor output for that context; pred_state: predictor state, batch 1;
+    lm_history: the last tokens as the fused LM's history (beam search with an LM; else empty).
     """
 
     token_ids: list[int]
@@ -47,11 +51,12 @@ class Hyp:
     context: np.ndarray
     pred_out: np.ndarray
     pred_state: list[np.ndarray]
+    lm_history: tuple[int, ...] = ()
 
     def copy_with(self, token: int | None, frame: int, score: float) -> "Hyp":
         ids = self.token_ids + [token] if token is not None else list(self.token_ids)
         frames = self.frames + [frame] if token is not None else list(self.frames)
-        return Hyp(ids, frames, score, self.context, self.pred_out, self.pred_state)
+        return Hyp(ids, frames, score, self.context, self.pred_out, self.pred_state, self.lm_history)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -67,10 +72,10 @@ def _check_finite(graphs: ModelGraphs, value: float) -> None:
         graphs.check_finite("joiner", np.asarray([value]))
 
 
-def initial_hyp(graphs: ModelGraphs) -> Hyp:
+def initial_hyp(graphs: ModelGraphs, lm: TokenNgramLM | None = None) -> Hyp:
     ctx = graphs.initial_context.copy()
     out, state = graphs.predictor(ctx[None, :], graphs.predictor_initial_state())
-    return Hyp([], [], 0.0, ctx, out[0], state)
+    return Hyp([], [], 0.0, ctx, out[0], state, lm.initial_history() if lm is not None else ())
 
 
 def _extend(graphs: ModelGraphs, parents: list[Hyp], tokens: list[int]) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
@@ -145,7 +150,8 @@ def greedy_search(
 
 
 def beam_search_step(
-    graphs: ModelGraphs, beams: list[Hyp], encoder_frame: np.ndarray, frame: int, beam: int, blank_id: int = 0
+    graphs: ModelGraphs, beams: list[Hyp], encoder_frame: np.ndarray, frame: int, beam: int, blank_id: int = 0,
+    lm: TokenNgramLM | None = None, lm_weight: float = 0.0, lm_token_bonus: float = 0.0,
 ) -> list[Hyp]:
     """One frame of modified beam search for one stream.
 
@@ -153,6 +159,9 @@ def beam_search_step(
         beams: the current hypotheses (at most `beam`).
         encoder_frame: [D] this frame's encoder output.
         frame: its absolute index (recorded on emission).
+        lm, lm_weight: shallow fusion (the hypotheses must come from `initial_hyp(graphs, lm)`).
+        lm_token_bonus: added to every non-blank extension when an LM is fused: the LM's cost of
+            each token would otherwise favour paths that say less (deletions).
 
     Returns:
         The new hypotheses, at most `beam`, in descending score order of their first path.
@@ -162,7 +171,13 @@ def beam_search_step(
     logp = graphs.check_finite("joiner", log_softmax(graphs.joiner(enc, pred_out)))  # [K, V]
     vocab = logp.shape[-1]
     base = np.asarray([b.score for b in beams], dtype=np.float64)
-    total = (base[:, None] + logp.astype(np.float64)).ravel()
+    scores = logp.astype(np.float64)
+    if lm is not None and lm_weight:
+        fused = lm_weight * np.stack([lm.log_probs(b.lm_history)[:vocab] for b in beams]).astype(np.float64)
+        fused += lm_token_bonus
+        fused[:, blank_id] = 0.0
+        scores += fused
+    total = (base[:, None] + scores).ravel()
     k = min(beam, total.size)
     top = np.argsort(-total, kind="stable")[:k]
 
@@ -172,6 +187,8 @@ def beam_search_step(
         src, tok = divmod(flat, vocab)
         score = float(total[flat])
         hyp = beams[src].copy_with(None if tok == blank_id else tok, frame, score)
+        if lm is not None and tok != blank_id:
+            hyp.lm_history = lm.next_history(hyp.lm_history, tok)
         key = tuple(hyp.token_ids)
         if key in merged:
             # Same tokens by another path: log-add (keep the first path's frames and state).

@@ -1,0 +1,142 @@
+"""The token n-gram LM (dualasr.runtime.lm), `dualasr lm`, and its shallow fusion in beam search."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dualasr.audio import load_audio
+from dualasr.fileio import atomic_write
+from dualasr.metrics import wer
+from dualasr.runtime import Recognizer
+from dualasr.runtime.cli import default_export_dir
+from dualasr.runtime.lm import LMError, TokenNgramLM
+from dualasr.tokenizer import Tokenizer
+
+EXPORT = default_export_dir()
+SENTENCE = "please enter your account number followed by the pound key"  # what speech_wav says
+RNG = np.random.default_rng(0)
+TOY = [list(RNG.integers(0, 6, size=RNG.integers(1, 9))) for _ in range(200)] + [[1, 2, 3]] * 50
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer(EXPORT / "tokenizer.model")
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+def test_every_distribution_sums_to_one(order):
+    lm = TokenNgramLM.train(TOY, vocab_size=6, order=order)
+    histories = [(), lm.initial_history(), (1,), (1, 2), (5, 5, 5, 5), (6, 1, 2, 3)]  # seen, unseen, start
+    for h in histories:
+        p = np.exp(lm.log_probs(h).astype(np.float64))
+        assert p.shape == (7,)
+        assert abs(p.sum() - 1.0) < 1e-5, (order, h)
+        assert (p > 0).all()
+
+
+def test_frequent_continuations_and_held_out_perplexity():
+    lm = TokenNgramLM.train(TOY, vocab_size=6, order=3)
+    after_12 = lm.log_probs(lm.next_history(lm.next_history(lm.initial_history(), 1), 2))
+    assert after_12.argmax() == 3  # "1 2" is followed by 3 fifty times
+    assert lm.log_probs((1, 2, 3))[6] == lm.log_probs((2, 3)).max()  # then the sentence ends
+    rng = np.random.default_rng(1)  # held out: new sentences from the process that made TOY
+    held_out = [list(rng.integers(0, 6, size=rng.integers(1, 9))) for _ in range(200)] + [[1, 2, 3]] * 50
+    per_token = -sum(lm.sentence_log_prob(s) for s in held_out) / sum(len(s) + 1 for s in held_out)
+    assert per_token < 0.95 * np.log(7)  # better than uniform over 6 tokens and the end
+
+
+def test_save_load_round_trip_and_refusals(tmp_path, tokenizer):
+    lm = TokenNgramLM.train(TOY, vocab_size=6, order=4, tokenizer_sha256="ab" * 32)
+    path = tmp_path / "lm.npz"
+    atomic_write(path, lm.save_to)
+    again = TokenNgramLM.load(path, tokenizer_sha256="ab" * 32, vocab_size=6)
+    for h in [(), (6,), (1, 2), (3, 1, 2), (0, 0, 0)]:
+        np.testing.assert_array_equal(again.log_probs(h), lm.log_probs(h))
+    with pytest.raises(LMError, match="another tokenizer"):
+        TokenNgramLM.load(path, tokenizer_sha256="cd" * 32)
+    with pytest.raises(LMError, match="built for 6 tokens"):
+        TokenNgramLM.load(path, vocab_size=tokenizer.vocab_size)
+    with pytest.raises(FileNotFoundError, match="dualasr lm"):
+        TokenNgramLM.load(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not an npz")
+    with pytest.raises(LMError, match="not a token n-gram LM"):
+        TokenNgramLM.load(tmp_path / "junk.npz")
+    with pytest.raises(ValueError, match="out of range"):
+        TokenNgramLM.train([[7]], vocab_size=6)
+
+
+@pytest.fixture(scope="module")
+def sentence_lm(tokenizer) -> TokenNgramLM:
+    """An LM that knows one sentence: the one the test audio says."""
+    return TokenNgramLM.train([tokenizer.encode(SENTENCE)] * 20, tokenizer.vocab_size, order=5,
+                              tokenizer_sha256=tokenizer.sha256)
+
+
+@pytest.mark.parametrize("mode", ["streaming", "full"])
+def test_fusion_at_weight_zero_is_plain_beam_search_and_the_lm_steers(speech_wav, sentence_lm, mode):
+    samples = load_audio(speech_wav)
+    plain = Recognizer(EXPORT, mode=mode, decoding="beam").recognize(samples, 16000)
+    zero = Recognizer(EXPORT, mode=mode, decoding="beam", lm=sentence_lm, lm_weight=0.0,
+                      lm_token_bonus=0.0).recognize(samples, 16000)
+    assert zero.token_ids == plain.token_ids
+    fused = Recognizer(EXPORT, mode=mode, decoding="beam", lm=sentence_lm, lm_weight=0.5,
+                       lm_token_bonus=1.0).recognize(samples, 16000)
+    assert wer([SENTENCE], [fused.text]) < wer([SENTENCE], [plain.text])
+
+
+def test_fused_streaming_is_the_same_for_any_split(speech_wav, sentence_lm):
+    samples = load_audio(speech_wav)
+    rec = Recognizer(EXPORT, mode="streaming", decoding="beam", lm=sentence_lm, lm_weight=0.5, lm_token_bonus=1.0)
+    whole = rec.recognize(samples, 16000).token_ids
+    for sizes in ([160], [4000, 7], [16000, 333, 9000]):
+        s = rec.create_stream()
+        i = k = 0
+        while i < len(samples):
+            s.accept_waveform(16000, samples[i:i + sizes[k % len(sizes)]])
+            i, k = i + sizes[k % len(sizes)], k + 1
+            while rec.is_ready(s):
+                rec.decode(s)
+        s.input_finished()
+        rec.decode(s)
+        assert s.result.token_ids == whole, sizes
+
+
+def test_recognizer_refuses_an_lm_without_beam_search_or_for_another_tokenizer(tmp_path, sentence_lm):
+    with pytest.raises(ValueError, match="beam search only"):
+        Recognizer(EXPORT, decoding="greedy", lm=sentence_lm)
+    other = TokenNgramLM.train([[1, 2]], sentence_lm.vocab_size, order=2, tokenizer_sha256="0" * 64)
+    path = tmp_path / "other.npz"
+    atomic_write(path, other.save_to)
+    with pytest.raises(LMError, match="another tokenizer"):
+        Recognizer(EXPORT, decoding="beam", lm=path)
+
+
+def _dualasr(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dualasr.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_builds_excludes_refuses_to_overwrite_and_transcribes(tmp_path, speech_wav):
+    text = tmp_path / "text.txt"
+    text.write_text(f"{SENTENCE}\nthe pound key is on the right\nplease hold the line\n")
+    manifest = tmp_path / "eval.jsonl"
+    manifest.write_text('{"id": "a", "audio": "a.wav", "text": "Please hold the line."}\n')
+    out = tmp_path / "lm.npz"
+    r = _dualasr("lm", EXPORT, "--out", out, "--sources", "", "--text", text, "--exclude", manifest, "--order", "4")
+    assert r.returncode == 0, r.stderr
+    assert "2 sentences" in r.stdout and "1 dropped" in r.stdout
+    before = out.read_bytes()
+    r = _dualasr("lm", EXPORT, "--out", out, "--sources", "", "--text", text)
+    assert r.returncode == 2 and "does not replace" in r.stderr and "Traceback" not in r.stderr
+    assert out.read_bytes() == before
+    r = _dualasr("transcribe", EXPORT, speech_wav, "--mode", "full", "--lm", out)  # --lm implies beam search
+    assert r.returncode == 0, r.stderr
+    assert "[onnxruntime full fp32]" in r.stdout
+    r = _dualasr("transcribe", EXPORT, speech_wav, "--lm-weight", "0.3")
+    assert r.returncode == 2 and "need --lm" in r.stderr
+    r = _dualasr("lm", tmp_path, "--out", tmp_path / "x.npz")
+    assert r.returncode == 2 and "not an export folder" in r.stderr
