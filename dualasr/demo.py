@@ -4,7 +4,9 @@ Uses the ONNX export shipped beside the built-in checkpoint (another checkpoint,
 backend, is exported once into the user's cache folder, with progress), then streams
 the held-out real-speech test set (the Asterisk prompts' fixed 20% split, never trained on)
 through the torch-free runtime in streaming and in full-context mode, and prints sample
-transcripts with WER, RTF and the paper's emission latency (Latency@50/@90) for each mode.
+transcripts with WER, RTF and the paper's emission latency (Latency@50/@90) for each mode, greedy;
+then the WER and RTF of beam search with a token n-gram LM fused (`dualasr lm`, built once into the
+cache from the offline text sources, without any sentence overlapping the test prompts).
 """
 
 from __future__ import annotations
@@ -50,6 +52,30 @@ def cached_export(checkpoint: Path, backend: str = "onnxruntime", precision: str
     return out
 
 
+LM_ORDER = 7  # the built-in model's tokens are characters: 7 of them span a word or two
+LM_BEAM = 8  # the beam the runtime's fusion defaults were chosen with (benchmarks/results/lm_fusion.json)
+
+
+def cached_lm(export_dir: Path, exclude_texts: list[str]) -> Path:
+    """`dualasr lm` for this export's tokenizer into the user's cache folder once (its text sources
+    are Debian packages: a FileNotFoundError names the one missing)."""
+    import json
+
+    from dualasr.export.manifest import artifact_path
+    from dualasr.lm import DEFAULT_SOURCES, build_lm
+    from dualasr.tokenizer import Tokenizer
+
+    manifest = json.loads((export_dir / "manifest.json").read_text())
+    tokenizer = Tokenizer(artifact_path(manifest, export_dir, manifest["tokenizer"]["file"]))
+    key = hashlib.sha256("\n".join([tokenizer.sha256, str(LM_ORDER), *DEFAULT_SOURCES, *exclude_texts]).encode())
+    out = user_cache_dir() / f"lm-{key.hexdigest()[:12]}.npz"
+    if not out.is_file():
+        print(f"building the token n-gram LM in {out} (first run only)", flush=True)
+        lm, _ = build_lm(tokenizer, DEFAULT_SOURCES, exclude_texts=exclude_texts, order=LM_ORDER)
+        atomic_write(out, lm.save_to)
+    return out
+
+
 def real_test_set(limit: int = 0):
     """The real recorded prompts held out from training (fixed split by name)."""
     from dualasr.corpus import read_asterisk_prompts, split_asterisk
@@ -76,6 +102,11 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
     audio_min = sum(len(it["samples"]) for it in items) / 16000 / 60
     print(f"real recorded speech: {len(items)} held-out Asterisk prompts ({audio_min:.1f} min, one speaker), "
           f"{backend} {precision}")
+    try:
+        lm = cached_lm(export_dir, [u.text for u in real_test_set()])  # all of them, whatever --limit
+    except FileNotFoundError as e:  # a text source's Debian package is not installed
+        lm = None
+        print(f"(beam search + LM skipped: {e})")
     summaries: dict[str, dict] = {}
     for mode in MODES:
         rec = Recognizer(export_dir, backend=backend, precision=precision, mode=mode, threads=1)
@@ -90,6 +121,14 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
         lat = (f"Latency@50 {s['latency_at_50_s'] * 1000:.0f} ms  @90 {s['latency_at_90_s'] * 1000:.0f} ms"
                if mode == "streaming" else "")
         print(f"  WER {s['wer']:.1f}%  RTF {s['rtf']:.3f}  {lat}")
+        if lm is not None:
+            rec = Recognizer(export_dir, backend=backend, precision=precision, mode=mode, threads=1,
+                             decoding="beam", beam=LM_BEAM, lm=lm)
+            fused = simulate_set(rec, items)
+            s["beam_lm"] = {"beam": LM_BEAM, "lm_order": LM_ORDER, "lm_weight": rec.lm_weight,
+                            "lm_token_bonus": rec.lm_token_bonus, "rtf": fused.summary()["rtf"],
+                            "wer": 100.0 * wer(refs, [r.text for r in fused.results])}
+            print(f"  beam {LM_BEAM} + LM: WER {s['beam_lm']['wer']:.1f}%  RTF {s['beam_lm']['rtf']:.3f}")
     return summaries
 
 

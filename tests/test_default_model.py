@@ -104,4 +104,5 @@ def test_demo_command_runs_both_modes():
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "== streaming mode" in r.stdout and "== full mode" in r.stdout
-    assert r.stdout.count("WER") == 2 and "Latency@50" in r.stdout
+    assert r.stdout.count("WER") == 4 and "Latency@50" in r.stdout
+    assert r.stdout.count("beam 8 + LM: WER") == 2  # greedy, then beam search with the cached LM fused
