@@ -20,6 +20,7 @@ tokenizer is refused at load.
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
 from collections import Counter, OrderedDict
 from typing import BinaryIO, Iterable
@@ -51,6 +52,7 @@ class TokenNgramLM:
         self.tokenizer_sha256 = tokenizer_sha256
         self.sentence_boundary = self.vocab_size
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ scoring
 
@@ -63,14 +65,17 @@ class TokenNgramLM:
     def log_probs(self, history: tuple[int, ...]) -> np.ndarray:
         """[vocab_size + 1] log P(token | history), end of sentence last."""
         history = history[-(self.order - 1):] if self.order > 1 else ()
-        cached = self._cache.get(history)
-        if cached is not None:
-            self._cache.move_to_end(history)
-            return cached
+        with self._lock:  # one LM serves the streams of every thread (see Recognizer)
+            cached = self._cache.get(history)
+            if cached is not None:
+                self._cache.move_to_end(history)
+                return cached
         out = np.log(np.maximum(self._probs(history), 1e-30)).astype(np.float32)
-        self._cache[history] = out
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        out.flags.writeable = False  # shared through the cache
+        with self._lock:
+            self._cache[history] = out
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
         return out
 
     def _probs(self, history: tuple[int, ...]) -> np.ndarray:
