@@ -136,6 +136,27 @@ class Fbank:
         inside = num_samples - size - self.start(0)  # samples past the end of frame 0
         return max(0, min(total, inside // shift + 1 if inside >= 0 else 0))
 
+    def _reflected(self, samples: np.ndarray, lo: int, hi: int, offset: int, total: int | None) -> np.ndarray:
+        """Signal samples [lo, hi) with those before 0 (and, once the length `total` is known and
+        frames are centred, those from `total` on) reflected about the edge: -1 -> 0, n -> n - 1.
+
+        Only the reflected ends are gathered by index; the rest is one slice.
+        """
+        end = total if total is not None and not self.snip_edges else None
+        if end is not None and (lo < -end or hi > 2 * end):
+            # A signal shorter than a window: reflected again and again (period-2n symmetric extension).
+            index = np.remainder(np.arange(lo, hi), 2 * end)
+            return samples[np.where(index >= end, 2 * end - 1 - index, index) - offset]
+        parts = []
+        if lo < 0:
+            parts.append(samples[-1 - np.arange(lo, min(hi, 0)) - offset])
+        inner_hi = hi if end is None else min(hi, end)
+        if inner_hi > max(lo, 0):
+            parts.append(samples[max(lo, 0) - offset:inner_hi - offset])
+        if end is not None and hi > end:
+            parts.append(samples[2 * end - 1 - np.arange(max(lo, end), hi) - offset])
+        return np.concatenate(parts)
+
     def compute(self, samples: np.ndarray, first: int, stop: int, offset: int = 0,
                 total: int | None = None) -> np.ndarray:
         """Frames [first, stop) -> [stop - first, dim] float32.
@@ -153,15 +174,7 @@ class Fbank:
         if lo >= offset and hi <= offset + samples.size:  # inside the signal: a strided view
             frames = sliding_window_view(samples[lo - offset:hi - offset], size)[::shift]
         else:  # reflected about the edges, as kaldi's ExtractWindow
-            index = (lo + np.arange(count) * shift)[:, None] + np.arange(size)[None, :]
-            if total is not None and not self.snip_edges:
-                # About both edges, repeated for a signal shorter than a window: a period-2n
-                # symmetric extension (-1 -> 0, n -> n - 1).
-                index = np.remainder(index, 2 * total)
-                index = np.where(index >= total, 2 * total - 1 - index, index)
-            else:
-                index = np.where(index < 0, -index - 1, index)
-            frames = samples[index - offset]
+            frames = sliding_window_view(self._reflected(samples, lo, hi, offset, total), size)[::shift]
         frames = frames.astype(np.float32, copy=False)  # [T, window]
         if self.remove_dc_offset:
             frames = frames - frames.mean(axis=1, keepdims=True)
@@ -172,9 +185,13 @@ class Fbank:
                 log_energy = np.maximum(log_energy, math.log(self.energy_floor))
         # Pre-emphasis x[i] -= c * x[i-1] (kaldi's edge rule: x[0] -= c * x[0]) and the window,
         # written into the zero-padded FFT input.
+        # In place in the FFT input: no temporaries of the frames' size.
         c = np.float32(self.preemph_coeff)
         padded = np.zeros((count, self.padded), dtype=np.float32)
-        np.multiply(frames[:, 1:] - c * frames[:, :-1], self.window[1:], out=padded[:, 1:size])
+        body = padded[:, 1:size]
+        np.multiply(frames[:, :-1], -c, out=body)
+        body += frames[:, 1:]
+        body *= self.window[1:]
         padded[:, 0] = frames[:, 0] * ((1 - c) * self.window[0])
         spectrum = np.fft.rfft(padded, axis=1)
         power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag  # [T, padded // 2 + 1]
