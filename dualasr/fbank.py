@@ -184,8 +184,7 @@ class Fbank:
             if self.energy_floor > 0.0:
                 log_energy = np.maximum(log_energy, math.log(self.energy_floor))
         # Pre-emphasis x[i] -= c * x[i-1] (kaldi's edge rule: x[0] -= c * x[0]) and the window,
-        # written into the zero-padded FFT input.
-        # In place in the FFT input: no temporaries of the frames' size.
+        # computed in place in the zero-padded FFT input (no temporaries of the frames' size).
         c = np.float32(self.preemph_coeff)
         padded = np.zeros((count, self.padded), dtype=np.float32)
         body = padded[:, 1:size]
