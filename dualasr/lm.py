@@ -74,7 +74,7 @@ def build_lm(
     lm = TokenNgramLM.train(ids, tokenizer.vocab_size, order, tokenizer_sha256=tokenizer.sha256)
     summary = {"sources": list(sources), "text_files": [str(p) for p in text_files], "order": order,
                "sentences": len(kept), "dropped_overlapping": len(sentences) - len(kept),
-               "tokens": sum(len(x) for x in ids), "ngrams_per_order": [sum(len(e[0]) for e in t.values()) for t in lm.tables]}
+               "tokens": sum(len(x) for x in ids), "ngrams_per_order": [int(t.tok.size) for t in lm.tables]}
     return lm, summary
 
 

@@ -7,14 +7,15 @@ icefall's token n-gram fusion does, so the LM needs no lexicon and runs with any
 tokenizer it was built with.
 
 The model is interpolated Kneser-Ney over token ids (one absolute discount per order, estimated
-from its counts of counts; continuation counts below the top order). Sentence start and end share one extra id, `vocab_size`: as history it
-means "start of sentence", as a prediction "end of sentence".
+from its counts of counts; continuation counts below the top order). Sentence start and end share
+one extra id, `vocab_size`: as history it means "start of sentence", as a prediction "end of
+sentence".
 
-File (.npz, `save_to`/`load`): per order k = 1..N, the contexts of length k-1 seen in training
-(`ctx{k}` [M, k-1] int32), each context's entries (`off{k}` [M+1] into `tok{k}` int32 and
-`prob{k}` float32: the discounted probability of the token after the context) and its back-off
-weight (`gamma{k}` [M] float32); plus `vocab_size`, `order`, and `tokenizer_sha256` so a mismatched
-tokenizer is refused at load.
+File (.npz, `save_to`/`load`), the arrays the scorer searches (`_Contexts`), per order k = 1..N:
+`keys{k}` the histories of length k-1 seen in training as int64 keys, ascending; `off{k}` [M+1]
+into `tok{k}` (int32, the tokens seen after each) and `prob{k}` (float32, their discounted
+probability); `gamma{k}` [M] float32 the back-off weights; plus `vocab_size`, `order` and
+`tokenizer_sha256`, so an LM built with another tokenizer is refused at load.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import threading
 import zipfile
 from collections import Counter, OrderedDict
+from dataclasses import dataclass
 from typing import BinaryIO, Iterable
 
 import numpy as np
@@ -30,11 +32,34 @@ import numpy as np
 __all__ = ["TokenNgramLM", "LMError"]
 
 DEFAULT_DISCOUNT = 0.75  # when an order has too few n-grams to estimate its own
+_ARRAYS = ("keys", "off", "tok", "prob", "gamma")  # one of each per order in the file
 _CACHE_SIZE = 4096  # distinct histories whose distribution is kept (beam search revisits few)
 
 
 class LMError(ValueError):
     """A language-model file that cannot be used with this model (wrong tokenizer, bad file)."""
+
+
+@dataclass
+class _Contexts:
+    """The histories of one length seen in training, as sorted arrays (no Python object per n-gram,
+    so a phone-side process holds the LM in about the file's size).
+
+    keys: [M] int64, ascending (see `TokenNgramLM.key`); off: [M + 1] into tok/prob; tok: [E] int32
+    the tokens seen after each history; prob: [E] float32 their discounted probability; gamma: [M]
+    float32 each history's back-off weight.
+    """
+
+    keys: np.ndarray
+    off: np.ndarray
+    tok: np.ndarray
+    prob: np.ndarray
+    gamma: np.ndarray
+
+    def find(self, key: int) -> int:
+        """Row of `key`, or -1 when the history was not seen."""
+        i = int(np.searchsorted(self.keys, key))
+        return i if i < self.keys.size and int(self.keys[i]) == key else -1
 
 
 class TokenNgramLM:
@@ -46,13 +71,27 @@ class TokenNgramLM:
     start included as `vocab_size` while the sentence is shorter than the order.
     """
 
-    def __init__(self, vocab_size: int, order: int, tables: list[dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, float]]],
-                 tokenizer_sha256: str = ""):
+    def __init__(self, vocab_size: int, order: int, tables: list[_Contexts], tokenizer_sha256: str = ""):
         self.vocab_size, self.order, self.tables = int(vocab_size), int(order), tables
         self.tokenizer_sha256 = tokenizer_sha256
         self.sentence_boundary = self.vocab_size
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+
+    @staticmethod
+    def check_order(vocab_size: int, order: int) -> None:
+        if order < 1:
+            raise ValueError(f"order must be >= 1, got {order}")
+        if (vocab_size + 1) ** (order - 1) >= 2**63:
+            raise ValueError(f"order {order} is too high for {vocab_size} tokens: a history's key would not "
+                             "fit in 64 bits; use a lower order")
+
+    def key(self, history: tuple[int, ...]) -> int:
+        """A history as one integer: its tokens as digits in base vocab_size + 1."""
+        k = 0
+        for t in reversed(history):
+            k = k * (self.vocab_size + 1) + t
+        return k
 
     # ------------------------------------------------------------------ scoring
 
@@ -79,18 +118,18 @@ class TokenNgramLM:
         return out
 
     def _probs(self, history: tuple[int, ...]) -> np.ndarray:
-        # The longest seen suffix of the history first, then back off: p = a(h, .) + gamma(h) * p(. | h').
-        if not history:
-            probs = np.full(self.vocab_size + 1, 1.0 / (self.vocab_size + 1))
-            entry = self.tables[0].get(())
-        else:
-            probs = self._probs(history[1:])
-            entry = self.tables[len(history)].get(history)
-        if entry is None:
-            return probs
-        tokens, discounted, gamma = entry
-        probs = probs * gamma
-        probs[tokens] += discounted
+        # From no history up to the whole one: p(. | h) = a(h, .) + gamma(h) * p(. | h minus its
+        # oldest token). A history not seen in training leaves p as its shorter suffix's, and so
+        # does every longer one (a seen history's suffixes were all seen).
+        probs = np.full(self.vocab_size + 1, 1.0 / (self.vocab_size + 1))
+        for n in range(len(history) + 1):
+            table = self.tables[n]
+            row = table.find(self.key(history[len(history) - n:]))
+            if row < 0:
+                break
+            lo, hi = table.off[row], table.off[row + 1]
+            probs *= table.gamma[row]
+            probs[table.tok[lo:hi]] += table.prob[lo:hi]
         return probs
 
     def sentence_log_prob(self, ids: Iterable[int]) -> float:
@@ -107,8 +146,7 @@ class TokenNgramLM:
     def train(cls, sentences: Iterable[list[int]], vocab_size: int, order: int = 5,
               tokenizer_sha256: str = "") -> "TokenNgramLM":
         """Interpolated Kneser-Ney from sentences given as token ids (each in 0..vocab_size-1)."""
-        if order < 1:
-            raise ValueError(f"order must be >= 1, got {order}")
+        cls.check_order(vocab_size, order)
         boundary = vocab_size
         top: Counter[tuple[int, ...]] = Counter()  # raw counts of the top order's n-grams
         for ids in sentences:
@@ -128,24 +166,24 @@ class TokenNgramLM:
         for n in range(order, 1, -1):
             for gram in counts[n]:
                 counts[n - 1][gram[1:]] += 1
-        tables: list[dict] = []
+        lm = cls(vocab_size, order, [], tokenizer_sha256)
         for n in range(1, order + 1):
             # Ney's discount from the counts of counts: D = n1 / (n1 + 2 n2).
             n1 = sum(1 for c in counts[n].values() if c == 1)
             n2 = sum(1 for c in counts[n].values() if c == 2)
             discount = n1 / (n1 + 2 * n2) if n1 and n2 else DEFAULT_DISCOUNT
-            by_context: dict[tuple[int, ...], list[tuple[int, int]]] = {}
-            for gram, c in counts[n].items():
-                by_context.setdefault(gram[:-1], []).append((gram[-1], c))
-            table = {}
-            for context, entries in by_context.items():
-                tokens = np.asarray([t for t, _ in entries], dtype=np.int32)
-                cs = np.asarray([c for _, c in entries], dtype=np.float64)
-                total = cs.sum()
-                table[context] = (tokens, (np.maximum(cs - discount, 0) / total).astype(np.float32),
-                                  float(np.float32(discount * len(cs) / total)))  # as the file stores it
-            tables.append(table)
-        return cls(vocab_size, order, tables, tokenizer_sha256)
+            grams = sorted((lm.key(g[:-1]), g[-1], c) for g, c in counts[n].items())
+            keys = np.asarray([k for k, _, _ in grams], dtype=np.int64)
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else np.zeros(0, np.int64)
+            cs = np.asarray([c for _, _, c in grams], dtype=np.float64)
+            totals = np.add.reduceat(cs, starts) if cs.size else cs
+            per_row = np.repeat(totals, np.diff(np.r_[starts, cs.size]))
+            lm.tables.append(_Contexts(
+                keys=keys[starts], off=np.r_[starts, cs.size].astype(np.int64),
+                tok=np.asarray([t for _, t, _ in grams], dtype=np.int32),
+                prob=(np.maximum(cs - discount, 0) / per_row).astype(np.float32),
+                gamma=(discount * np.diff(np.r_[starts, cs.size]) / totals).astype(np.float32)))
+        return lm
 
     # ------------------------------------------------------------------ file
 
@@ -154,12 +192,8 @@ class TokenNgramLM:
         arrays: dict[str, np.ndarray] = {"vocab_size": np.asarray(self.vocab_size), "order": np.asarray(self.order),
                                          "tokenizer_sha256": np.asarray(self.tokenizer_sha256)}
         for k, table in enumerate(self.tables, start=1):
-            contexts = sorted(table)
-            arrays[f"ctx{k}"] = np.asarray(contexts, dtype=np.int32).reshape(len(contexts), k - 1)
-            arrays[f"off{k}"] = np.cumsum([0] + [len(table[c][0]) for c in contexts]).astype(np.int64)
-            arrays[f"tok{k}"] = np.concatenate([table[c][0] for c in contexts]).astype(np.int32)
-            arrays[f"prob{k}"] = np.concatenate([table[c][1] for c in contexts]).astype(np.float32)
-            arrays[f"gamma{k}"] = np.asarray([table[c][2] for c in contexts], dtype=np.float32)
+            for name in _ARRAYS:
+                arrays[f"{name}{k}"] = getattr(table, name)
         np.savez_compressed(f, **arrays)
 
     @classmethod
@@ -179,9 +213,9 @@ class TokenNgramLM:
         if tokenizer_sha256 and built_for and built_for != tokenizer_sha256:
             raise LMError(f"{path}: built with another tokenizer (sha256 {built_for[:12]}..., the model's is "
                           f"{tokenizer_sha256[:12]}...); build the LM with this model's tokenizer (`dualasr lm EXPORT_DIR --out FILE`)")
-        tables = []
-        for k in range(1, order + 1):
-            ctx, off, tok, prob, gamma = (z[f"{name}{k}"] for name in ("ctx", "off", "tok", "prob", "gamma"))
-            tables.append({tuple(int(t) for t in ctx[i]): (tok[off[i]:off[i + 1]], prob[off[i]:off[i + 1]], float(gamma[i]))
-                           for i in range(len(ctx))})
+        try:
+            cls.check_order(vsize, order)
+            tables = [_Contexts(*(z[f"{name}{k}"] for name in _ARRAYS)) for k in range(1, order + 1)]
+        except (KeyError, ValueError) as e:
+            raise LMError(f"{path}: not a token n-gram LM file written by `dualasr lm` ({e})") from None
         return cls(vsize, order, tables, built_for)
