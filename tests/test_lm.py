@@ -68,6 +68,8 @@ def test_save_load_round_trip_and_refusals(tmp_path, tokenizer):
         TokenNgramLM.load(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="out of range"):
         TokenNgramLM.train([[7]], vocab_size=6)
+    with pytest.raises(ValueError, match="too high for 1023 tokens"):  # history keys are int64
+        TokenNgramLM.train([[1]], vocab_size=1023, order=8)
 
 
 @pytest.fixture(scope="module")
