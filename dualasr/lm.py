@@ -6,8 +6,8 @@ tokenized with the export's own tokenizer. Sentences that share a run of `OVERLA
 any text of a manifest passed as --exclude are dropped, so an LM never holds a sentence of a set it
 is scored on.
 
-    dualasr lm EXPORT_DIR --out EXPORT_DIR/lm.npz --exclude data/real/real_eval.jsonl
-    dualasr transcribe EXPORT_DIR audio.wav --lm EXPORT_DIR/lm.npz
+    dualasr lm EXPORT_DIR --out lm.npz --exclude data/real/real_eval.jsonl
+    dualasr transcribe EXPORT_DIR audio.wav --lm lm.npz
 """
 
 from __future__ import annotations
