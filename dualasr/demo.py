@@ -63,11 +63,13 @@ def cached_lm(export_dir: Path, exclude_texts: list[str]) -> Path:
 
     from dualasr.export.manifest import artifact_path
     from dualasr.lm import DEFAULT_SOURCES, build_lm
+    from dualasr.runtime.lm import FORMAT_VERSION
     from dualasr.tokenizer import Tokenizer
 
     manifest = json.loads((export_dir / "manifest.json").read_text())
     tokenizer = Tokenizer(artifact_path(manifest, export_dir, manifest["tokenizer"]["file"]))
-    key = hashlib.sha256("\n".join([tokenizer.sha256, str(LM_ORDER), *DEFAULT_SOURCES, *exclude_texts]).encode())
+    key = hashlib.sha256("\n".join([tokenizer.sha256, str(LM_ORDER), str(FORMAT_VERSION), *DEFAULT_SOURCES,
+                                   *exclude_texts]).encode())
     out = user_cache_dir() / f"lm-{key.hexdigest()[:12]}.npz"
     if not out.is_file():
         print(f"building the token n-gram LM in {out} (first run only)", flush=True)

@@ -15,7 +15,8 @@ File (.npz, `save_to`/`load`), the arrays the scorer searches (`_Contexts`), per
 `keys{k}` the histories of length k-1 seen in training as int64 keys, ascending; `off{k}` [M+1]
 into `tok{k}` (int32, the tokens seen after each) and `prob{k}` (float32, their discounted
 probability); `gamma{k}` [M] float32 the back-off weights; plus `vocab_size`, `order` and
-`tokenizer_sha256`, so an LM built with another tokenizer is refused at load.
+`tokenizer_sha256`, so an LM built with another tokenizer is refused at load; `format`
+(FORMAT_VERSION).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from typing import BinaryIO, Iterable
 
 import numpy as np
 
-__all__ = ["TokenNgramLM", "LMError"]
+__all__ = ["TokenNgramLM", "LMError", "FORMAT_VERSION"]
 
 DEFAULT_DISCOUNT = 0.75  # when an order has too few n-grams to estimate its own
+FORMAT_VERSION = 2  # 1: the development version's per-context arrays (never released)
 _ARRAYS = ("keys", "off", "tok", "prob", "gamma")  # one of each per order in the file
 _CACHE_SIZE = 4096  # distinct histories whose distribution is kept (beam search revisits few)
 
@@ -189,7 +191,8 @@ class TokenNgramLM:
 
     def save_to(self, f: BinaryIO) -> None:
         """Write the .npz to an open binary file (`dualasr.fileio.atomic_write(path, lm.save_to)`)."""
-        arrays: dict[str, np.ndarray] = {"vocab_size": np.asarray(self.vocab_size), "order": np.asarray(self.order),
+        arrays: dict[str, np.ndarray] = {"format": np.asarray(FORMAT_VERSION),
+                                         "vocab_size": np.asarray(self.vocab_size), "order": np.asarray(self.order),
                                          "tokenizer_sha256": np.asarray(self.tokenizer_sha256)}
         for k, table in enumerate(self.tables, start=1):
             for name in _ARRAYS:
@@ -203,10 +206,14 @@ class TokenNgramLM:
             raise FileNotFoundError(f"{path}: no such LM file; build one with `dualasr lm EXPORT_DIR --out FILE`")
         try:
             z = np.load(path, allow_pickle=False)
+            version = int(z["format"]) if "format" in z.files else 1
             order, vsize = int(z["order"]), int(z["vocab_size"])
             built_for = str(z["tokenizer_sha256"])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError) as e:
             raise LMError(f"{path}: not a token n-gram LM file written by `dualasr lm` ({e})") from None
+        if version != FORMAT_VERSION:
+            raise LMError(f"{path}: LM file format {version}, this dualasr reads format {FORMAT_VERSION}; "
+                          "build it again with `dualasr lm EXPORT_DIR --out FILE`")
         if vocab_size is not None and vsize != vocab_size:
             raise LMError(f"{path}: built for {vsize} tokens, the model has {vocab_size}; build the LM "
                           "with this model's tokenizer (`dualasr lm EXPORT_DIR --out FILE`)")

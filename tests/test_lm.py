@@ -63,6 +63,11 @@ def test_save_load_round_trip_and_refusals(tmp_path, tokenizer):
         TokenNgramLM.load(path, vocab_size=tokenizer.vocab_size)
     with pytest.raises(FileNotFoundError, match="dualasr lm"):
         TokenNgramLM.load(tmp_path / "missing.npz")
+    old = tmp_path / "old.npz"  # a file of another format version
+    with np.load(path) as z:
+        np.savez(old, **{k: z[k] for k in z.files if k != "format"})
+    with pytest.raises(LMError, match="format 1, this dualasr reads format 2"):
+        TokenNgramLM.load(old)
     (tmp_path / "junk.npz").write_bytes(b"not an npz")
     with pytest.raises(LMError, match="not a token n-gram LM"):
         TokenNgramLM.load(tmp_path / "junk.npz")
