@@ -196,16 +196,22 @@ class Stream:
         return self.frontend.num_available
 
     @property
+    def best(self) -> Hyp:
+        """The highest-scoring hypothesis (with an LM, by its fused score; the sentence's end is not
+        scored)."""
+        return max(self.hyps, key=lambda h: h.score)
+
+    @property
     def token_ids(self) -> list[int]:
         """The best hypothesis' token ids (what `result` decodes to text, without the decoding)."""
-        return list(max(self.hyps, key=lambda h: h.score).token_ids)
+        return list(self.best.token_ids)
 
     @property
     def result(self) -> Result:
         """Built on each read (text, pieces, timestamps): read it when you need it, not per chunk."""
         rec = self._rec
         with rec.timers.stage("results"):
-            best = max(self.hyps, key=lambda h: h.score)
+            best = self.best
             ids, frames = best.token_ids, best.frames  # reset() starts each segment with no tokens
             return Result(
                 text=rec.tokenizer.decode(ids),
@@ -496,7 +502,7 @@ class Recognizer:
         """True when an endpoint rule fires (always False when endpointing is off)."""
         if self.endpoint is None:
             return False
-        best = max(stream.hyps, key=lambda h: h.score)
+        best = stream.best
         seg_frames = stream.frames_decoded - stream.segment_start_frame
         last = best.frames[-1] + 1 if best.frames else stream.segment_start_frame
         trailing = stream.frames_decoded - last
@@ -506,7 +512,7 @@ class Recognizer:
         """Start a new segment: the result is cleared; encoder state, features and the predictor
         context carry on (as sherpa-onnx's Reset), so no audio is lost."""
         with stream.owned("reset"):
-            best = max(stream.hyps, key=lambda h: h.score)
+            best = stream.best
             stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state,
                                self.lm.initial_history() if self.lm is not None else ())]
             stream.segment += 1
