@@ -64,8 +64,11 @@ def build_lm(
     for source in sources:
         sentences += natural_sentences(source)["train"]
     for path in text_files:
-        with open(path, encoding="utf-8") as f:
-            sentences += [spoken_text(line.strip()) for line in f if line.strip()]
+        try:
+            with open(path, encoding="utf-8") as f:
+                sentences += [spoken_text(line.strip()) for line in f if line.strip()]
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from None
     excluded: set[tuple[str, ...]] = set()
     for text in exclude_texts:
         excluded |= _word_runs(normalize_text(text))

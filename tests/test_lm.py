@@ -147,3 +147,7 @@ def test_cli_builds_excludes_refuses_to_overwrite_and_transcribes(tmp_path, spee
     assert r.returncode == 2 and "need --lm" in r.stderr
     r = _dualasr("lm", tmp_path, "--out", tmp_path / "x.npz")
     assert r.returncode == 2 and "not an export folder" in r.stderr
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    r = _dualasr("lm", EXPORT, "--out", tmp_path / "y.npz", "--sources", "", "--text", tmp_path / "latin1.txt")
+    assert r.returncode == 2 and "not UTF-8 text" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "y.npz").exists()
