@@ -59,15 +59,10 @@ LM_BEAM = 8  # the beam the runtime's fusion defaults were chosen with (benchmar
 def cached_lm(export_dir: Path, exclude_texts: list[str]) -> Path:
     """`dualasr lm` for this export's tokenizer into the user's cache folder once (its text sources
     are Debian packages: a FileNotFoundError names the one missing)."""
-    import json
-
-    from dualasr.export.manifest import artifact_path
-    from dualasr.lm import DEFAULT_SOURCES, build_lm
+    from dualasr.lm import DEFAULT_SOURCES, build_lm, tokenizer_of
     from dualasr.runtime.lm import FORMAT_VERSION
-    from dualasr.tokenizer import Tokenizer
 
-    manifest = json.loads((export_dir / "manifest.json").read_text())
-    tokenizer = Tokenizer(artifact_path(manifest, export_dir, manifest["tokenizer"]["file"]))
+    tokenizer = tokenizer_of(export_dir)
     key = hashlib.sha256("\n".join([tokenizer.sha256, str(LM_ORDER), str(FORMAT_VERSION), *DEFAULT_SOURCES,
                                    *exclude_texts]).encode())
     out = user_cache_dir() / f"lm-{key.hexdigest()[:12]}.npz"

@@ -19,11 +19,13 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from .data import read_manifest
+from .export.manifest import artifact_path
 from .fileio import atomic_write
 from .runtime.lm import TokenNgramLM
 from .tokenizer import Tokenizer, normalize_text, spoken_text
 
-__all__ = ["build_lm", "add_arguments", "main", "OVERLAP_WORDS"]
+__all__ = ["build_lm", "tokenizer_of", "add_arguments", "main", "OVERLAP_WORDS"]
 
 OVERLAP_WORDS = 5  # a shared run this long counts as the same sentence (quotes, reworded glosses)
 DEFAULT_SOURCES = ("fortunes", "wordnet")
@@ -34,20 +36,6 @@ def _word_runs(text: str, n: int = OVERLAP_WORDS) -> set[tuple[str, ...]]:
     if len(words) < n:  # a short text counts as a whole: only an identical sentence overlaps it
         return {tuple(words)} if words else set()
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-def manifest_texts(path: str | os.PathLike) -> list[str]:
-    """The "text" field of every line of a JSONL manifest."""
-    texts = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                texts.append(json.loads(line)["text"])
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{path}:{number}: not a manifest line with a \"text\" field") from None
-    return texts
 
 
 def build_lm(
@@ -81,14 +69,15 @@ def build_lm(
     return lm, summary
 
 
-def _tokenizer_of(path: Path) -> Tokenizer:
-    """An export folder (its manifest's tokenizer) or a tokenizer .model file."""
+def tokenizer_of(path: Path) -> Tokenizer:
+    """The tokenizer of an export folder (its manifest's), or a tokenizer .model file itself."""
     if path.is_dir():
         manifest = path / "manifest.json"
         if not manifest.is_file():
             raise FileNotFoundError(f"{path} is not an export folder (no manifest.json); pass an export "
                                     "folder or a tokenizer .model file")
-        return Tokenizer(path / json.loads(manifest.read_text())["tokenizer"]["file"])
+        m = json.loads(manifest.read_text())
+        return Tokenizer(artifact_path(m, path, m["tokenizer"]["file"]))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such export folder or tokenizer file")
     return Tokenizer(path)
@@ -111,11 +100,11 @@ def main(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} exists; dualasr lm does not replace files: choose another --out or remove it")
     if args.order < 1:
         raise ValueError(f"--order must be >= 1, got {args.order}")
-    tokenizer = _tokenizer_of(Path(args.tokenizer))
+    tokenizer = tokenizer_of(Path(args.tokenizer))
     sources = [s for s in args.sources.split(",") if s]
     if not sources and not args.text:
         raise ValueError("no text: give --sources or --text")
-    exclude = [t for m in args.exclude for t in manifest_texts(m)]
+    exclude = [u.text for m in args.exclude for u in read_manifest(m)]
     t0 = time.perf_counter()
     lm, summary = build_lm(tokenizer, sources, args.text, exclude, args.order)
     atomic_write(out, lm.save_to)
