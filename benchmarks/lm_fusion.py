@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from dualasr import MODES
 from dualasr.audio import load_audio
 from dualasr.data import load_utterances
 from dualasr.fileio import atomic_write
@@ -30,8 +31,6 @@ from dualasr.metrics import wer
 from dualasr.runtime.lm import TokenNgramLM
 from dualasr.runtime.recognizer import Recognizer
 from dualasr.tokenizer import normalize_text
-
-MODES = ("streaming", "full")
 
 
 def load_set(manifest: str, every: int = 1) -> list[tuple]:

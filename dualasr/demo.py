@@ -85,6 +85,7 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
              precision: str = "fp32", show: int = 5) -> dict[str, dict]:
     from dualasr.audio import load_audio
     from dualasr.metrics import wer
+    from dualasr.runtime.lm import TokenNgramLM
     from dualasr.runtime.recognizer import Recognizer
     from dualasr.runtime.simulate import simulate_set
     from dualasr.tokenizer import normalize_text
@@ -93,14 +94,15 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
     shipped = DEFAULT_MODEL.parent / "export"  # the built-in model's ONNX export ships beside it
     use_shipped = checkpoint == DEFAULT_MODEL and backend == "onnxruntime" and (shipped / "manifest.json").is_file()
     export_dir = shipped if use_shipped else cached_export(checkpoint, backend, precision)
-    utts = real_test_set(limit)
+    test_set = real_test_set()
+    utts = test_set[:limit] if limit > 0 else test_set
     items = [{"samples": load_audio(u.audio), "sample_rate": 16000, "name": u.id} for u in utts]
     refs = [normalize_text(u.text) for u in utts]
     audio_min = sum(len(it["samples"]) for it in items) / 16000 / 60
     print(f"real recorded speech: {len(items)} held-out Asterisk prompts ({audio_min:.1f} min, one speaker), "
           f"{backend} {precision}")
     try:
-        lm = cached_lm(export_dir, [u.text for u in real_test_set()])  # all of them, whatever --limit
+        lm = TokenNgramLM.load(cached_lm(export_dir, [u.text for u in test_set]))  # all of them, whatever --limit
     except FileNotFoundError as e:  # a text source's Debian package is not installed
         lm = None
         print(f"(beam search + LM skipped: {e})")

@@ -45,7 +45,7 @@ def build_lm(
     exclude_texts: Iterable[str] = (),
     order: int = 5,
 ) -> tuple[TokenNgramLM, dict]:
-    """The LM and a summary of what it was built from (sentences, tokens, dropped overlaps)."""
+    """The LM and what it was built from: {"sentences", "dropped_overlapping", "tokens"}."""
     from .corpus.sentences import natural_sentences
 
     sentences: list[str] = []
@@ -60,12 +60,11 @@ def build_lm(
     excluded: set[tuple[str, ...]] = set()
     for text in exclude_texts:
         excluded |= _word_runs(normalize_text(text))
-    kept = [s for s in sentences if not (_word_runs(normalize_text(s)) & excluded)]
+    kept = [s for s in sentences if not (excluded and _word_runs(normalize_text(s)) & excluded)]
     ids = [tokenizer.encode(s) for s in kept]
     lm = TokenNgramLM.train(ids, tokenizer.vocab_size, order, tokenizer_sha256=tokenizer.sha256)
-    summary = {"sources": list(sources), "text_files": [str(p) for p in text_files], "order": order,
-               "sentences": len(kept), "dropped_overlapping": len(sentences) - len(kept),
-               "tokens": sum(len(x) for x in ids), "ngrams_per_order": [int(t.tok.size) for t in lm.tables]}
+    summary = {"sentences": len(kept), "dropped_overlapping": len(sentences) - len(kept),
+               "tokens": sum(len(x) for x in ids)}
     return lm, summary
 
 
@@ -98,9 +97,8 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise FileExistsError(f"{out} exists; dualasr lm does not replace files: choose another --out or remove it")
-    if args.order < 1:
-        raise ValueError(f"--order must be >= 1, got {args.order}")
     tokenizer = tokenizer_of(Path(args.tokenizer))
+    TokenNgramLM.check_order(tokenizer.vocab_size, args.order)  # before any text is read
     sources = [s for s in args.sources.split(",") if s]
     if not sources and not args.text:
         raise ValueError("no text: give --sources or --text")

@@ -56,16 +56,14 @@ def build_recognizer(export_dir: Path, args: argparse.Namespace):
         print(f"dualasr transcribe: warning: {too_many}", file=sys.stderr, flush=True)
     from .recognizer import Recognizer
 
-    lm = getattr(args, "lm", None)
     if args.decoding is None:
-        args.decoding = "beam" if lm else "greedy"
-    fusion = {k: v for k, v in (("lm_weight", getattr(args, "lm_weight", None)),
-                                ("lm_token_bonus", getattr(args, "lm_token_bonus", None))) if v is not None}
-    if fusion and not lm:
+        args.decoding = "beam" if args.lm else "greedy"
+    fusion = {k: v for k, v in (("lm_weight", args.lm_weight), ("lm_token_bonus", args.lm_token_bonus)) if v is not None}
+    if fusion and not args.lm:
         raise ValueError("--lm-weight and --lm-token-bonus need --lm FILE")
     return Recognizer(export_dir, backend=args.backend, precision=args.precision, mode=args.mode,
-                      chunk_ms=args.chunk_ms, decoding=args.decoding, beam=getattr(args, "beam", 4),
-                      threads=args.threads, lm=lm, **fusion)
+                      chunk_ms=args.chunk_ms, decoding=args.decoding, beam=args.beam, threads=args.threads,
+                      lm=args.lm, **fusion)
 
 
 def _fmt(x: float | None, unit: str = "s") -> str:

@@ -214,15 +214,22 @@ class TokenNgramLM:
         if version != FORMAT_VERSION:
             raise LMError(f"{path}: LM file format {version}, this dualasr reads format {FORMAT_VERSION}; "
                           "build it again with `dualasr lm EXPORT_DIR --out FILE`")
-        if vocab_size is not None and vsize != vocab_size:
-            raise LMError(f"{path}: built for {vsize} tokens, the model has {vocab_size}; build the LM "
-                          "with this model's tokenizer (`dualasr lm EXPORT_DIR --out FILE`)")
-        if tokenizer_sha256 and built_for and built_for != tokenizer_sha256:
-            raise LMError(f"{path}: built with another tokenizer (sha256 {built_for[:12]}..., the model's is "
-                          f"{tokenizer_sha256[:12]}...); build the LM with this model's tokenizer (`dualasr lm EXPORT_DIR --out FILE`)")
         try:
             cls.check_order(vsize, order)
             tables = [_Contexts(*(z[f"{name}{k}"] for name in _ARRAYS)) for k in range(1, order + 1)]
         except (KeyError, ValueError) as e:
             raise LMError(f"{path}: not a token n-gram LM file written by `dualasr lm` ({e})") from None
-        return cls(vsize, order, tables, built_for)
+        lm = cls(vsize, order, tables, built_for)
+        lm.check_tokenizer(tokenizer_sha256, vocab_size, str(path))
+        return lm
+
+    def check_tokenizer(self, tokenizer_sha256: str = "", vocab_size: int | None = None, source: str = "the LM") -> None:
+        """Raise LMError unless this LM was built for a tokenizer of that sha256 and vocabulary size
+        (either left out: not checked; an LM that recorded no sha256: vocabulary only)."""
+        if vocab_size is not None and self.vocab_size != vocab_size:
+            raise LMError(f"{source}: built for {self.vocab_size} tokens, the model has {vocab_size}; build the LM "
+                          "with this model's tokenizer (`dualasr lm EXPORT_DIR --out FILE`)")
+        if tokenizer_sha256 and self.tokenizer_sha256 and self.tokenizer_sha256 != tokenizer_sha256:
+            raise LMError(f"{source}: built with another tokenizer (sha256 {self.tokenizer_sha256[:12]}..., the model's "
+                          f"is {tokenizer_sha256[:12]}...); build the LM with this model's tokenizer "
+                          "(`dualasr lm EXPORT_DIR --out FILE`)")

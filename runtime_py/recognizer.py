@@ -53,7 +53,7 @@ from .backends import Backend, cap_threads, create_backend
 from .features import AudioFrontend, sounding_from
 from .graphs import ModelGraphs, split_states, stack_states
 from .lm import TokenNgramLM
-from .search import LOOKAHEAD, Hyp, beam_search_step, greedy_search, initial_hyp
+from .search import LOOKAHEAD, Hyp, beam_search_step, greedy_search, initial_hyp, lm_start
 from .timers import StageTimers
 from .windows import Window, next_window, window_frames
 
@@ -314,10 +314,10 @@ class Recognizer:
         self.endpoint = EndpointConfig() if endpoint is True else (endpoint or None)
         if lm is not None and decoding != "beam":
             raise ValueError("an LM is fused into beam search only: pass decoding='beam' with lm")
-        if lm is None or isinstance(lm, TokenNgramLM):
-            self.lm = lm
-        else:
-            self.lm = TokenNgramLM.load(lm, tokenizer_sha256=self.tokenizer.sha256, vocab_size=self.tokenizer.vocab_size)
+        self.lm = lm if lm is None or isinstance(lm, TokenNgramLM) else TokenNgramLM.load(lm)
+        if self.lm is not None:  # a file or an object: either must match this export's tokenizer
+            self.lm.check_tokenizer(self.tokenizer.sha256, self.tokenizer.vocab_size,
+                                    "the LM given" if lm is self.lm else str(lm))
         self.lm_weight, self.lm_token_bonus = float(lm_weight), float(lm_token_bonus)
 
         step_graph, states = None, []
@@ -513,8 +513,7 @@ class Recognizer:
         context carry on (as sherpa-onnx's Reset), so no audio is lost."""
         with stream.owned("reset"):
             best = stream.best
-            stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state,
-                               self.lm.initial_history() if self.lm is not None else ())]
+            stream.hyps = [Hyp([], [], 0.0, best.context, best.pred_out, best.pred_state, lm_start(self.lm))]
             stream.segment += 1
             stream.segment_start_frame = stream.frames_decoded
 

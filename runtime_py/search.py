@@ -29,7 +29,7 @@ import numpy as np
 from .graphs import ModelGraphs, split_states, stack_states
 from .lm import TokenNgramLM
 
-__all__ = ["Hyp", "initial_hyp", "greedy_search", "beam_search_step", "log_softmax"]
+__all__ = ["Hyp", "initial_hyp", "lm_start", "greedy_search", "beam_search_step", "log_softmax"]
 
 LOOKAHEAD = 8  # encoder frames per greedy joiner call and stream (320 ms at 40 ms frames)
 
@@ -72,10 +72,15 @@ def _check_finite(graphs: ModelGraphs, value: float) -> None:
         graphs.check_finite("joiner", np.asarray([value]))
 
 
+def lm_start(lm: TokenNgramLM | None) -> tuple[int, ...]:
+    """A new sentence's LM history (empty without an LM)."""
+    return lm.initial_history() if lm is not None else ()
+
+
 def initial_hyp(graphs: ModelGraphs, lm: TokenNgramLM | None = None) -> Hyp:
     ctx = graphs.initial_context.copy()
     out, state = graphs.predictor(ctx[None, :], graphs.predictor_initial_state())
-    return Hyp([], [], 0.0, ctx, out[0], state, lm.initial_history() if lm is not None else ())
+    return Hyp([], [], 0.0, ctx, out[0], state, lm_start(lm))
 
 
 def _extend(graphs: ModelGraphs, parents: list[Hyp], tokens: list[int]) -> list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:

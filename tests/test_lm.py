@@ -121,6 +121,8 @@ def test_recognizer_refuses_an_lm_without_beam_search_or_for_another_tokenizer(t
     atomic_write(path, other.save_to)
     with pytest.raises(LMError, match="another tokenizer"):
         Recognizer(EXPORT, decoding="beam", lm=path)
+    with pytest.raises(LMError, match="the LM given: built with another tokenizer"):  # a loaded LM too
+        Recognizer(EXPORT, decoding="beam", lm=other)
 
 
 def _dualasr(*args: str) -> subprocess.CompletedProcess:
