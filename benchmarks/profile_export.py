@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], help="config override for --config (repeatable)")
     p.add_argument("--no-profile", action="store_true", help="time only (no cProfile overhead)")
     p.add_argument("--jobs", type=int, default=1, help="export_checkpoint's writer processes (cProfile sees only this one)")
+    p.add_argument("--keep", type=Path, help="export into this new folder and keep it (e.g. for step_graph_ab.py)")
     args = p.parse_args(argv)
 
     import torch
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if not args.no_profile:
             profiler.enable()
-        manifest = export_checkpoint(checkpoint, tmp / "export", args.formats.split(","), args.quantize.split(","),
+        manifest = export_checkpoint(checkpoint, args.keep or tmp / "export", args.formats.split(","), args.quantize.split(","),
                                      [int(c) for c in args.chunk_ms.split(",")],
                                      **({"jobs": args.jobs} if args.jobs != 1 else {}))  # older exporters: no jobs
         if not args.no_profile:
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         "lowering_cache": os.environ.get("DUALASR_LOWERING_CACHE", "default (user cache)"),
         "lowered_from_cache": {f"executorch/{precision}": entry.get("lowered_from_cache", [])
                                for precision, entry in manifest["artifacts"].get("executorch", {}).items()},
+        "delegate_partitions": {f"executorch/{precision}": entry.get("delegate_partitions")
+                                for precision, entry in manifest["artifacts"].get("executorch", {}).items()},
     }
     if not args.no_profile:
         stats = pstats.Stats(profiler)

@@ -1,13 +1,15 @@
-"""Two ONNX exports' streaming step graphs timed side by side (an A/B of a model-code change that
-alters the step graph, e.g. its cache layout), onnxruntime, 1 thread, torch-free.
+"""Two exports' encoder graphs timed side by side (an A/B of a model-code change that alters the
+graphs, e.g. their cache layout or how attention is written), 1 thread.
 
     python benchmarks/step_graph_ab.py A_EXPORT B_EXPORT --label-a before --label-b after \
-        --json benchmarks/results/<name>.json
+        [--backends onnx,executorch] [--full-seconds 10] --json benchmarks/results/<name>.json
 
-For every chunk size and precision both exports have: the best per-call milliseconds of
-`--repeats` rounds of 20 calls, A and B alternating each round so load that comes and goes hits
-both alike, and the max abs difference of their encoder outputs on the same features from the
-initial state (exports of the same weights must agree whatever their cache layout).
+For every backend, graph and precision both exports have (the streaming step graph of each chunk
+size; with --full-seconds, encoder_full on that many seconds of features): the best per-call
+milliseconds of `--repeats` rounds of `--calls` calls, A and B alternating each round so load
+that comes and goes hits both alike, and the max abs difference of their encoder outputs on the
+same features from the initial state (exports of the same weights must agree however the graphs
+are written). onnxruntime runs torch-free; ExecuTorch runs with its Python runtime (XNNPACK).
 """
 
 from __future__ import annotations
@@ -17,63 +19,75 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+FEATURE_DIM_AXIS = -1
 
-def _session(path: Path):
+
+def _onnx_runner(path: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return lambda inputs: session.run(None, dict(zip(names, inputs)))[0]
 
 
-def _feeds(session, spec: dict, features: np.ndarray) -> dict[str, np.ndarray]:
-    """features and the manifest's initial states (zeros), batch 1."""
-    feeds = {session.get_inputs()[0].name: features}
-    for s in spec["states"]:
-        feeds[s["name"]] = np.zeros(s["shape"], dtype=s["dtype"])
-    return feeds
+def _executorch_runner(pte: Path, ptd: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
+    import torch
+
+    from dualasr.export.executorch_writer import METHOD, execute, load_program
+
+    torch.set_num_threads(1)
+    method = load_program(pte, ptd).load_method(METHOD)
+    return lambda inputs: execute(method, inputs)[0]
 
 
-def _step_graphs(export: Path) -> dict[tuple[int, str], tuple[Path, dict]]:
-    """(chunk_ms, precision) -> (step graph file, its manifest streaming entry)."""
+def _graphs(export: Path, backends: list[str], full_frames: int | None) -> dict[str, tuple[Callable, list[np.ndarray]]]:
+    """"backend/graph/precision" -> (runner, inputs in the manifest's order, batch 1)."""
     m = json.loads((export / "manifest.json").read_text())
+    rng = np.random.default_rng(0)
+    inputs: dict[str, list[np.ndarray]] = {}
+    for spec in m["streaming"]:
+        features = m["graphs"][spec["graph"]]["inputs"][0]
+        inputs[spec["graph"]] = [rng.standard_normal(features["shape"]).astype(np.float32)] + [
+            np.zeros(s["shape"], dtype=s["dtype"]) for s in spec["states"]]
+    if full_frames:
+        dim = m["graphs"]["encoder_full"]["inputs"][0]["shape"][FEATURE_DIM_AXIS]
+        inputs["encoder_full"] = [rng.standard_normal([1, full_frames, dim]).astype(np.float32)]
     found = {}
-    for precision, artifact in m["artifacts"].get("onnx", {}).items():
-        for spec in m["streaming"]:
-            found[(spec["chunk_ms"], precision)] = (export / artifact["graphs"][spec["graph"]], spec)
+    for backend in backends:
+        for precision, artifact in m["artifacts"].get(backend, {}).items():
+            for graph, x in inputs.items():
+                path = export / artifact["graphs"][graph]
+                run = (_onnx_runner(path) if backend == "onnx"
+                       else _executorch_runner(path, export / artifact["weights"]))
+                found[f"{backend}/{graph}/{precision}"] = (run, x)
     return found
 
 
-def compare(a: Path, b: Path, repeats: int) -> dict:
-    graphs_a, graphs_b = _step_graphs(a), _step_graphs(b)
+def compare(a: Path, b: Path, backends: list[str], full_frames: int | None, repeats: int, calls: int) -> dict:
+    graphs_a, graphs_b = _graphs(a, backends, full_frames), _graphs(b, backends, full_frames)
     results = {}
     for key in sorted(set(graphs_a) & set(graphs_b)):
-        sessions, feeds = [], []
-        features = None
-        for path, spec in (graphs_a[key], graphs_b[key]):
-            s = _session(path)
-            if features is None:
-                shape = s.get_inputs()[0].shape
-                features = np.random.default_rng(0).standard_normal([1, *shape[1:]]).astype(np.float32)
-            sessions.append(s)
-            feeds.append(_feeds(s, spec, features))
-        outs = [s.run(None, f)[0] for s, f in zip(sessions, feeds)]
+        pair = (graphs_a[key], graphs_b[key])
+        outs = [run(x) for run, x in pair]
         best = [float("inf"), float("inf")]
         for _ in range(repeats):
-            for i, (s, f) in enumerate(zip(sessions, feeds)):
+            for i, (run, x) in enumerate(pair):
                 t0 = time.perf_counter()
-                for _ in range(20):
-                    s.run(None, f)
-                best[i] = min(best[i], (time.perf_counter() - t0) / 20 * 1000)
-        results[f"{key[0]}ms/{key[1]}"] = {
+                for _ in range(calls):
+                    run(x)
+                best[i] = min(best[i], (time.perf_counter() - t0) / calls * 1000)
+        results[key] = {
             "a_ms": round(best[0], 3), "b_ms": round(best[1], 3), "a_over_b": round(best[0] / best[1], 3),
             "encoder_out_max_abs_diff": float(np.abs(outs[0] - outs[1]).max()),
         }
-        print(key, results[f"{key[0]}ms/{key[1]}"], flush=True)
+        print(key, results[key], flush=True)
     return results
 
 
@@ -83,18 +97,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("b", type=Path)
     p.add_argument("--label-a", default="a")
     p.add_argument("--label-b", default="b")
+    p.add_argument("--backends", default="onnx", help="comma-separated: onnx, executorch")
+    p.add_argument("--full-seconds", type=float, default=0.0,
+                   help="also time encoder_full on this many seconds of features (10 ms frames)")
     p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--calls", type=int, default=20, help="calls per round")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    backends = args.backends.split(",")
+    full_frames = round(args.full_seconds * 100) or None
     import onnxruntime
 
     out = {
         "command": "python benchmarks/step_graph_ab.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "a": {"export": str(args.a), "label": args.label_a},
         "b": {"export": str(args.b), "label": args.label_b},
-        "onnxruntime": onnxruntime.__version__, "threads": 1, "calls_per_round": 20, "repeats": args.repeats,
-        "results": compare(args.a, args.b, args.repeats),
+        "onnxruntime": onnxruntime.__version__, "threads": 1, "calls_per_round": args.calls,
+        "repeats": args.repeats, "full_frames": full_frames,
+        "results": compare(args.a, args.b, backends, full_frames, args.repeats, args.calls),
     }
+    if "executorch" in backends:
+        from importlib.metadata import version
+
+        out["executorch"] = version("executorch")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1) + "\n")

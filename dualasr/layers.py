@@ -137,6 +137,8 @@ class DualModeSelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.rel_bias = nn.Embedding(2 * max_rel_pos + 1, num_heads)
         self.dropout = nn.Dropout(dropout)
+        # Set by the ExecuTorch export (batch 1, export.wrappers.use_batch1_attention).
+        self.batch1_products = False
 
     def _bias(self, rel: Tensor) -> Tensor:
         """rel (query pos - key pos): [Tq, Tk] int64 -> [H, Tq, Tk]"""
@@ -145,21 +147,44 @@ class DualModeSelfAttention(nn.Module):
 
     def _heads(self, x: Tensor) -> Tensor:
         """[B, T, D] -> [B, H, T, D/H]"""
-        return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+        return x.view(x.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, allowed: Tensor) -> Tensor:
-        """q: [B, Tq, D], k/v: [B, Tk, D], bias: [H, Tq, Tk], allowed: broadcastable to [B, 1, Tq, Tk]."""
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, allowed: Tensor | None) -> Tensor:
+        """q: [B, Tq, D], k/v: [B, Tk, D], bias: [H, Tq, Tk], allowed: broadcastable to [B, 1, Tq, Tk]
+        or None (every key allowed)."""
         return self._attend_heads(q, self._heads(k), self._heads(v), bias, allowed)
 
-    def _attend_heads(self, q: Tensor, keys: Tensor, values: Tensor, bias: Tensor, allowed: Tensor) -> Tensor:
+    def _attend_heads(self, q: Tensor, keys: Tensor, values: Tensor, bias: Tensor, allowed: Tensor | None) -> Tensor:
         """q: [B, Tq, D]; keys, values: [B, H, Tk, D/H]; bias: [H, Tq, Tk]; allowed: broadcastable
-        to [B, 1, Tq, Tk] -> [B, Tq, D]."""
-        B, Tq, D = q.shape
-        scores = torch.matmul(self._heads(q), keys.transpose(2, 3)) / math.sqrt(self.head_dim) + bias.unsqueeze(0)
-        scores = scores.masked_fill(torch.logical_not(allowed), MASK_VALUE)
-        attn = self.dropout(torch.softmax(scores, dim=-1))
-        y = torch.matmul(attn, values).transpose(1, 2).reshape(B, Tq, D)
-        return self.out(y)
+        to [B, 1, Tq, Tk], or None -> [B, Tq, D]."""
+        B, _, D = q.shape
+        products = self._weighted_values_batch1 if self.batch1_products else self._weighted_values
+        y = products(self._heads(q), keys, values, bias, allowed)
+        return self.out(y.transpose(1, 2).reshape(B, -1, D))
+
+    def _weighted_values(self, queries: Tensor, keys: Tensor, values: Tensor, bias: Tensor,
+                         allowed: Tensor | None) -> Tensor:
+        """queries: [B, H, Tq, D/H]; keys, values: [B, H, Tk, D/H] -> [B, H, Tq, D/H]"""
+        scores = torch.matmul(queries, keys.transpose(2, 3)) / math.sqrt(self.head_dim) + bias.unsqueeze(0)
+        if allowed is not None:
+            scores = scores.masked_fill(torch.logical_not(allowed), MASK_VALUE)
+        return torch.matmul(self.dropout(torch.softmax(scores, dim=-1)), values)
+
+    def _weighted_values_batch1(self, queries: Tensor, keys: Tensor, values: Tensor, bias: Tensor,
+                                allowed: Tensor | None) -> Tensor:
+        """`_weighted_values` for batch 1 as 3-D products over the heads, each reshape inferring
+        the time axis (-1): XNNPACK delegates such a reshape but not one to a symbolic shape, which
+        is what a 4-D matmul decomposes into, so in encoder_full every product would split the
+        ExecuTorch delegate. Same shapes and values as `_weighted_values`."""
+        if queries.shape[0] != 1:
+            raise ValueError(f"batch1_products needs batch 1, got {queries.shape[0]}")
+        H, Dh = self.num_heads, self.head_dim
+        scores = torch.bmm(queries.reshape(H, -1, Dh), keys.reshape(H, -1, Dh).transpose(1, 2))
+        scores = scores / math.sqrt(Dh) + bias  # [H, Tq, Tk]
+        if allowed is not None:
+            scores = scores.masked_fill(torch.logical_not(allowed[0]), MASK_VALUE)
+        y = torch.bmm(self.dropout(torch.softmax(scores, dim=-1)), values.reshape(H, -1, Dh))
+        return y.view(1, H, -1, Dh)
 
     def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
         """x: [B, T, D], lengths: [B] -> [B, T, D]"""
@@ -167,12 +192,12 @@ class DualModeSelfAttention(nn.Module):
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         pos = torch.arange(T, device=x.device)
         rel = pos.view(-1, 1) - pos.view(1, -1)
-        allowed = torch.ones(T, T, dtype=torch.bool, device=x.device)
+        allowed = None  # full context over one unpadded sequence: every key (no mask ops in the graph)
         if mode == "streaming":
-            allowed = torch.logical_and(rel >= 0, rel <= self.left_context)
-        allowed = allowed.view(1, 1, T, T)
+            allowed = torch.logical_and(rel >= 0, rel <= self.left_context).view(1, 1, T, T)
         if lengths is not None:
-            allowed = torch.logical_and(allowed, _valid_mask(lengths, T).view(-1, 1, 1, T))
+            valid = _valid_mask(lengths, T).view(-1, 1, 1, T)
+            allowed = valid if allowed is None else torch.logical_and(allowed, valid)
         return self._attend(q, k, v, self._bias(rel), allowed)
 
     def _chunk_bias_and_mask(self, chunk: int, processed: Tensor) -> tuple[Tensor, Tensor]:

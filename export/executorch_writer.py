@@ -27,11 +27,11 @@ the upper bound (about 57 MB of activations for the 4-layer tiny model at 3000 f
 streaming graph (which has no length limit). Every nn.LayerNorm is exported as
 wrappers.StableLayerNorm (mean, then the variance of the centered values): ExecuTorch's own
 layer_norm kernel computes E[x^2] - E[x]^2, which goes negative on constant frames (digital
-silence: -15.94 in every fbank bin) and returned NaN. Its means are written as the one mean
-XNNPACK delegates (4-D, two innermost axes), so in the fixed-shape graphs (streaming steps,
-predictor, joiner) a norm no longer splits the delegate; encoder_full keeps its splits, as XNNPACK
-delegates no reshape to its symbolic time axis (manifest "delegate_partitions" counts the XNNPACK
-subgraphs per graph).
+silence: -15.94 in every fbank bin) and returned NaN. Its means are products with a 1/D vector,
+which XNNPACK delegates whatever the shape, and attention's products are 3-D with reshapes that
+infer the time axis (`wrappers.use_batch1_attention`), so neither splits the delegate; what
+still runs as portable ops is the relative-position bias lookup, the streaming masks and the
+frame-stacking slice (manifest "delegate_partitions" counts the XNNPACK subgraphs per graph).
 
 Lowering cache: ExecuTorch's lowering re-traces every partition through about 17 XNNPACK passes and
 costs minutes on 2 cores, while the same weights are often exported again (more formats, CI jobs,
@@ -71,7 +71,7 @@ import torch
 from torch import nn
 
 from dualasr.fileio import atomic_write, user_cache_dir
-from dualasr.export.wrappers import use_stable_layer_norms
+from dualasr.export.wrappers import use_batch1_attention, use_stable_layer_norms
 
 PRECISIONS = ("fp32", "int8")
 WEIGHTS_TAG = "weights"  # the .ptd file stem every program's external data is tagged with
@@ -133,8 +133,9 @@ def _quantize_int8(gm: nn.Module, calib_inputs: Sequence[tuple]) -> nn.Module:
             return model
 
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
-    # Linear only: the depthwise convs are a small share of the weights and stay fp32.
-    quantizer = _IntSafeQuantizer().set_operator_type(torch.ops.aten.linear.default, config)
+    # The model's nn.Linear layers only: the depthwise convs are a small share of the weights and
+    # stay fp32, and so do the means StableLayerNorm writes as a product with a 1/D vector.
+    quantizer = _IntSafeQuantizer().set_module_type(nn.Linear, config)
     prepared = prepare_pt2e(gm, quantizer)
     with torch.no_grad():
         for inputs in calib_inputs:
@@ -495,11 +496,13 @@ def write(
         raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
     export_dir = Path(export_dir)
     # ExecuTorch's layer_norm kernel computes E[x^2] - E[x]^2 and returns NaN on constant frames
-    # (digital silence); export the two-pass StableLayerNorm instead. On a copy (one deepcopy of
-    # the dict, so the graphs keep sharing parameters): the caller's modules stay untouched.
+    # (digital silence); export the two-pass StableLayerNorm instead, and attention's batch-1
+    # products, which XNNPACK delegates whole. On a copy (one deepcopy of the dict, so the graphs
+    # keep sharing parameters): the caller's modules stay untouched.
     graphs = copy.deepcopy(graphs)
     for module in graphs.values():
         use_stable_layer_norms(module)
+        use_batch1_attention(module)
     rel_dir = f"executorch/{precision}"
     out_dir = export_dir / rel_dir
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dualasr.layers import DualModeSelfAttention
 from dualasr.model import Transducer
 
 from .manifest import FbankConfig
@@ -122,19 +123,6 @@ class JoinerStep(nn.Module):
         return self.joiner(encoder_out, predictor_out)
 
 
-def _mean_last(x: Tensor) -> Tensor:
-    """x.mean(-1, keepdim=True), written as the one mean XNNPACK delegates (4-D, over the two
-    innermost axes, keepdim) where the shape is static: any other mean runs as a portable op and
-    splits the delegate in two around every norm. Not for a dynamic axis (encoder_full's time):
-    XNNPACK does not delegate a reshape to a symbolic shape either, so there it would add splits.
-    x: [..., D] -> [..., 1]
-    """
-    if not all(isinstance(d, int) for d in x.shape):
-        return x.mean(dim=-1, keepdim=True)
-    lead = x.shape[:-1]
-    return x.reshape(1, -1, 1, x.shape[-1]).mean(dim=(2, 3), keepdim=True).reshape(*lead, 1)
-
-
 class StableLayerNorm(nn.Module):
     """nn.LayerNorm over the last axis as explicit two-pass ops, sharing the original's parameters
     (same Parameter objects, so their names and values in an export are unchanged).
@@ -153,10 +141,19 @@ class StableLayerNorm(nn.Module):
         self.eps = float(ln.eps)
         self.weight = ln.weight  # None without elementwise_affine
         self.bias = ln.bias
+        dim = ln.normalized_shape[0]
+        self.register_buffer("mean_weight", torch.full((1, dim), 1.0 / dim), persistent=False)
+
+    def _mean_last(self, x: Tensor) -> Tensor:
+        """x.mean(-1, keepdim=True) as a product with a 1/D vector: XNNPACK delegates a linear for
+        any leading shape (a symbolic time axis too) but a mean only over the two innermost axes
+        of a 4-D tensor, so a mean would split the delegate around every norm.
+        x: [..., D] -> [..., 1]"""
+        return nn.functional.linear(x, self.mean_weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        centered = x - _mean_last(x)
-        var = _mean_last(centered * centered)
+        centered = x - self._mean_last(x)
+        var = self._mean_last(centered * centered)
         y = centered * torch.rsqrt(var + self.eps)
         if self.weight is not None:
             y = y * self.weight
@@ -178,6 +175,17 @@ def use_stable_layer_norms(module: nn.Module) -> int:
                 setattr(parent, name, StableLayerNorm(child))
                 swapped += 1
     return swapped
+
+
+def use_batch1_attention(module: nn.Module) -> int:
+    """Switch every DualModeSelfAttention below `module` to its batch-1 products (3-D, which
+    XNNPACK delegates whole, see DualModeSelfAttention._weighted_values_batch1), in place; returns
+    how many. For ExecuTorch's batch-1 graphs; call it on a copy if the original must stay as is.
+    """
+    attentions = [m for m in module.modules() if isinstance(m, DualModeSelfAttention)]
+    for attention in attentions:
+        attention.batch1_products = True
+    return len(attentions)
 
 
 def graphs_for(model: Transducer, chunk_ms_list: list[int]) -> dict[str, nn.Module]:

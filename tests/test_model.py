@@ -63,6 +63,27 @@ def test_attention_streaming_sees_left_window_only():
     assert (attn(x2, None, "full")[:, 0] - attn(x, None, "full")[:, 0]).abs().max() > 1e-6
 
 
+def test_attention_batch1_products_equal_batched_ones():
+    """The ExecuTorch export's 3-D products (batch 1) give the batched products' outputs in every
+    path: full and streaming forward, with and without lengths, both chunk caches."""
+    torch.manual_seed(0)
+    attn = DualModeSelfAttention(32, 4, left_context=5, max_rel_pos=8, dropout=0.0).eval()
+    x, lengths = torch.randn(1, 17, 32), torch.tensor([11])
+    cache, keys, values, processed = torch.randn(1, 5, 32), torch.randn(1, 4, 5, 8), torch.randn(1, 4, 5, 8), torch.tensor([3])
+
+    def outputs():
+        with torch.no_grad():
+            return [attn(x, lens, mode) for mode in ("full", "streaming") for lens in (None, lengths)] + [
+                *attn.forward_chunk(x[:, :4], cache, processed), *attn.forward_chunk_kv(x[:, :4], keys, values, processed)]
+
+    batched = outputs()
+    attn.batch1_products = True
+    for a, b in zip(outputs(), batched, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="batch 1"):
+        attn(torch.randn(2, 17, 32), None, "full")
+
+
 def test_norms_are_separate_per_mode():
     norm = DualNorm(8)
     with torch.no_grad():
