@@ -17,6 +17,16 @@ _EXTRA_FOR_COMMAND = {"train": "train", "corpus": "train", "export": "export", "
                       "demo": "all", "transcribe": "export", "bench": "bench", "lm": "train"}
 
 
+def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
+    """The search options `transcribe` and `bench` share (read by dualasr.runtime.cli.decoding_options)."""
+    p.add_argument("--decoding", choices=["greedy", "beam"],
+                   help="greedy (default) or modified beam search (the default with --lm)")
+    p.add_argument("--beam", type=int, default=4, help="beam size for --decoding beam (default 4)")
+    p.add_argument("--lm", help="token n-gram LM file (`dualasr lm`) fused into beam search")
+    p.add_argument("--lm-weight", type=float, help="the LM's weight (default: the runtime's, see README)")
+    p.add_argument("--lm-token-bonus", type=float, help="score added per token with --lm (default: the runtime's)")
+
+
 def _train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import train
@@ -136,12 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=["onnxruntime", "executorch", "coreml", "torch"], default="onnxruntime")
     r.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     r.add_argument("--chunk-ms", type=int, help="which exported chunk size (default: the first)")
-    r.add_argument("--decoding", choices=["greedy", "beam"],
-                   help="greedy (default) or modified beam search (the default with --lm)")
-    r.add_argument("--beam", type=int, default=4, help="beam size for --decoding beam (default 4)")
-    r.add_argument("--lm", help="token n-gram LM file (`dualasr lm`) fused into beam search")
-    r.add_argument("--lm-weight", type=float, help="the LM's weight (default: the runtime's, see README)")
-    r.add_argument("--lm-token-bonus", type=float, help="score added per token with --lm (default: the runtime's)")
+    add_decoding_arguments(r)
     r.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = runtime default)")
     r.add_argument("--realtime", action="store_true", help="pace input at wall-clock speed")
     r.add_argument("--json", action="store_true", help="machine-readable output")
@@ -157,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench import add_arguments as add_bench_arguments  # stdlib-only import: cheap
 
     add_bench_arguments(b)
+    add_decoding_arguments(b)
     b.set_defaults(func=_bench)
     return p
 

@@ -17,7 +17,7 @@ import math
 import sys
 from pathlib import Path
 
-__all__ = ["transcribe_main", "default_export_dir", "build_recognizer"]
+__all__ = ["transcribe_main", "default_export_dir", "build_recognizer", "decoding_options"]
 
 
 def default_export_dir() -> Path:
@@ -47,6 +47,23 @@ def _resolve_dirs(args: argparse.Namespace) -> tuple[Path, list[str]]:
     return Path(export_dir), audio
 
 
+def decoding_options(args: argparse.Namespace) -> dict:
+    """Recognizer keyword arguments from the search options (dualasr.cli.add_decoding_arguments):
+    --lm implies beam search; the fusion settings need --lm.
+
+    Raises:
+        ValueError: --lm-weight or --lm-token-bonus without --lm.
+    """
+    fusion = {k: v for k, v in (("lm_weight", args.lm_weight), ("lm_token_bonus", args.lm_token_bonus)) if v is not None}
+    if fusion and not args.lm:
+        raise ValueError("--lm-weight and --lm-token-bonus need --lm FILE")
+    decoding = args.decoding or ("beam" if args.lm else "greedy")
+    options = {"decoding": decoding, "beam": args.beam, **fusion}
+    if args.lm:
+        options["lm"] = str(Path(args.lm).resolve())
+    return options
+
+
 def build_recognizer(export_dir: Path, args: argparse.Namespace):
     """A Recognizer from the transcribe options."""
     from .backends import cap_threads
@@ -56,14 +73,8 @@ def build_recognizer(export_dir: Path, args: argparse.Namespace):
         print(f"dualasr transcribe: warning: {too_many}", file=sys.stderr, flush=True)
     from .recognizer import Recognizer
 
-    if args.decoding is None:
-        args.decoding = "beam" if args.lm else "greedy"
-    fusion = {k: v for k, v in (("lm_weight", args.lm_weight), ("lm_token_bonus", args.lm_token_bonus)) if v is not None}
-    if fusion and not args.lm:
-        raise ValueError("--lm-weight and --lm-token-bonus need --lm FILE")
     return Recognizer(export_dir, backend=args.backend, precision=args.precision, mode=args.mode,
-                      chunk_ms=args.chunk_ms, decoding=args.decoding, beam=args.beam, threads=args.threads,
-                      lm=args.lm, **fusion)
+                      chunk_ms=args.chunk_ms, threads=args.threads, **decoding_options(args))
 
 
 def _fmt(x: float | None, unit: str = "s") -> str:

@@ -119,6 +119,34 @@ def test_compare_against_a_twice_as_fast_baseline_fails_readably(bench_run, tmp_
     assert "+100.0%, limit +10.0%" in proc.stderr
 
 
+def test_bench_runs_our_cells_with_beam_search_and_an_lm(setup, bench_run):
+    """--lm FILE (beam search by default) reaches our cells, is recorded and reported, and a run
+    with another search is not gated against a greedy baseline; a missing LM stops the bench
+    before any cell runs."""
+    root, data = setup
+    text = root / "lm.txt"
+    text.write_text("hello world this is a test\nthe cat sat on the mat\n")
+    built = subprocess.run([sys.executable, "-m", "dualasr.cli", "lm", root / "export", "--out", root / "lm.npz",
+                            "--sources", "", "--text", text, "--order", "3"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    out = root / "beam"
+    proc = _bench(root / "export", "--data", data, "--backends", "onnxruntime", "--peers", "none", "--threads", "1",
+                  "--precisions", "fp32", "--modes", "full", "--no-compute", "--lm", root / "lm.npz", "--beam", "2",
+                  "--json", out / "bench.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((out / "bench.json").read_text())
+    assert results["settings"]["decoding"] == {"decoding": "beam", "beam": 2, "lm": str(root / "lm.npz")}
+    assert [(c["status"], c["search"]) for c in results["cells"]] == [("ok", {"decoding": "beam", "beam": 2, "lm": True})]
+    assert "Our search: beam 2 + LM `lm.npz` (the runtime's weights)" in (out / "bench.md").read_text()
+    greedy, _ = bench_run
+    proc = _bench("--results", out / "bench.json", "--compare", greedy / "bench.json", "--allow-missing")
+    assert proc.returncode != 0 and "not compared" in proc.stderr and "Traceback" not in proc.stderr
+    proc = _bench(root / "export", "--data", data, "--backends", "onnxruntime", "--peers", "none", "--threads", "1",
+                  "--lm", root / "missing.npz", "--json", out / "none.json")
+    assert proc.returncode != 0 and "missing.npz" in proc.stderr and "dualasr lm" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (out / "none.json").exists()
+
+
 # ----------------------------------------------------------------------------- pure functions
 
 
@@ -146,6 +174,16 @@ def test_gate_wer_is_absolute_points_and_size_relative():
     new["cells"][0]["metrics"]["wer_pct"] = 11.5
     ok, lines = compare_results(new, base, max_rel=0.5, max_wer_points=1.0)
     assert not ok and "a: WER 10.00% -> 11.50% (+1.50 points, limit +1.00)" in "\n".join(lines)
+
+
+def test_gate_does_not_compare_runs_with_different_searches():
+    base = _results([_cell("a", 0.1, 10.0)])
+    new = _results([_cell("a", 0.1, 10.0)])
+    new["settings"]["decoding"] = {"decoding": "beam", "beam": 8}
+    ok, lines = compare_results(new, base)
+    assert not ok and "not compared" in lines[0] and "'beam': 8" in lines[0]
+    base["settings"]["decoding"] = {"decoding": "greedy"}  # recorded greedy == unrecorded (older results)
+    assert compare_results(base, _results([_cell("a", 0.1, 10.0)]))[0]
 
 
 def test_gate_reports_cells_that_stopped_running():

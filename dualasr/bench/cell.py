@@ -48,8 +48,8 @@ def our_files(manifest: dict, cell: Cell, rec) -> list[str]:
     return files + [manifest["tokenizer"]["file"]]
 
 
-def _build(cell: Cell, export_dir: Path | None, manifest: dict):
-    """-> (recognizer, size in bytes of what it loads)."""
+def _build(cell: Cell, export_dir: Path | None, manifest: dict, decoding: dict):
+    """-> (recognizer, size in bytes of what it loads); decoding: our Recognizer's search options."""
     if cell.system != "dualasr":
         from .peers import peer_recognizer
 
@@ -63,7 +63,7 @@ def _build(cell: Cell, export_dir: Path | None, manifest: dict):
 
         # Checksums were verified once by the parent; here only sizes (as an app that verified at install).
         rec = Recognizer(export_dir, backend=cell.backend, precision=cell.precision, mode=cell.mode,
-                         chunk_ms=cell.chunk_ms, threads=cell.threads, verify_checksums=False)
+                         chunk_ms=cell.chunk_ms, threads=cell.threads, verify_checksums=False, **decoding)
     sizes = {k: int(v["size"]) for k, v in manifest.get("files", {}).items()}
     return rec, sum(sizes.get(f, 0) for f in our_files(manifest, cell, rec))
 
@@ -168,7 +168,7 @@ def _per_utterance(utts: list[dict], results: list, refs: list[str], hyps: list[
 def run_cell(spec: dict) -> dict:
     """Worker: one cell over the utterances in `spec`. Returns the cell's JSON entry (metrics +
     per-utterance results). spec: {"cell": Cell dict, "export_dir", "utterances": [{"id", "audio",
-    "text", "speech_end"}], "feed_ms", "repeat"}."""
+    "text", "speech_end"}], "feed_ms", "repeat", "decoding"}."""
     wall0 = time.perf_counter()
     cell = Cell(**spec["cell"])
     export_dir = Path(spec["export_dir"]) if spec.get("export_dir") else None
@@ -190,7 +190,7 @@ def run_cell(spec: dict) -> dict:
     audio = [load_audio(u["audio"], 16000).astype(np.float32) for u in utts]
     rss_before = current_rss_mb()
     t0 = time.perf_counter()
-    rec, size_bytes = _build(cell, export_dir, manifest)
+    rec, size_bytes = _build(cell, export_dir, manifest, spec.get("decoding") or {})
     load_s = time.perf_counter() - t0
     best = _timed_passes(rec, audio, utts, float(spec.get("feed_ms") or FEED_MS), int(spec.get("repeat", 1)))
     refs = [normalize_text(u["text"]) for u in utts]
@@ -201,6 +201,9 @@ def run_cell(spec: dict) -> dict:
     return {
         **cell_header(cell), "status": "ok", "reason": None, "metrics": clean(metrics),
         "encoder_frame_s": getattr(rec, "encoder_frame_s", None),
+        # The search this cell's recognizer ran (ours: as configured; sherpa-onnx and peers: None).
+        "search": ({"decoding": rec.decoding, "beam": rec.beam, "lm": rec.lm is not None}
+                   if hasattr(rec, "lm") else None),
         "torch_imported": "torch" in sys.modules,
         "worker_wall_s": time.perf_counter() - wall0,
         "utterances": clean(_per_utterance(utts, best.results, refs, hyps, getattr(rec, "tokenizer", None))),

@@ -71,12 +71,14 @@ def main(args: argparse.Namespace) -> int:
         if not 0 < args.feed_ms <= 10_000 or args.repeat < 1 or (args.max_utts is not None and args.max_utts < 1):
             raise ValueError(f"--feed-ms must be in (0, 10000] ms, --repeat >= 1 and --max-utts >= 1; got "
                              f"{args.feed_ms:g}, {args.repeat}, {args.max_utts}")
+        from dualasr.runtime.cli import decoding_options
+
         results = run_bench(
             args.export_dir, args.data, backends=backends, peers=peers, threads=parse_threads(args.threads),
             precisions=split_list(args.precisions, PRECISIONS, "precisions"),
             modes=split_list(args.modes, MODES, "modes"), chunk_ms=chunks, max_utts=args.max_utts,
             feed_ms=args.feed_ms, repeat=args.repeat, cell_timeout_s=args.cell_timeout,
-            compute_figures=not args.no_compute, log=say,
+            compute_figures=not args.no_compute, decoding=decoding_options(args), log=say,
         )
         out_json = Path(args.json) if args.json else None
         plots_dir = Path(args.plots) if args.plots else (out_json.parent if out_json else None)

@@ -28,6 +28,11 @@ def compare_results(new: dict, base: dict, max_rel: float = 0.10, max_wer_points
     not run now (unless allow_missing). rtf_floor: RTFs below it in both runs are too small to
     time reliably and are not gated. Returns (passed, readable report lines).
     """
+    # Another search gives other WER and RTF by design: nothing to gate (older results: greedy).
+    searches = [r.get("settings", {}).get("decoding") or {"decoding": "greedy"} for r in (base, new)]
+    if searches[0] != searches[1]:
+        return False, [f"regression gate: not compared: the baseline searched with {searches[0]}, this run with "
+                       f"{searches[1]}; compare runs made with the same --decoding/--beam/--lm options"]
     base_ok = {c["id"]: c for c in base["cells"] if c.get("status") == "ok"}
     new_all = {c["id"]: c for c in new["cells"]}
     problems: list[str] = []

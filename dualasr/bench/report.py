@@ -115,6 +115,19 @@ def _compute(r: dict) -> list[str]:
     return out
 
 
+def search_description(decoding: dict | None) -> str:
+    """settings.decoding in words, e.g. "beam 8 + LM lm.npz (weight 0.4, token bonus 1.5)"."""
+    decoding = decoding or {"decoding": "greedy"}
+    if decoding.get("decoding", "greedy") == "greedy":
+        return "greedy"
+    text = f"beam {decoding.get('beam', 4)}"
+    if decoding.get("lm"):
+        fusion = ", ".join(f"{k.removeprefix('lm_').replace('_', ' ')} {decoding[k]:g}"
+                           for k in ("lm_weight", "lm_token_bonus") if k in decoding)
+        text += f" + LM `{Path(decoding['lm']).name}`" + (f" ({fusion})" if fusion else " (the runtime's weights)")
+    return text
+
+
 def markdown(results: dict) -> str:
     """The results as a Markdown report: headline ratios, targets, the matrix, compute, skips."""
     r = results
@@ -126,7 +139,9 @@ def markdown(results: dict) -> str:
            f"source checkpoint sha256 {str(ex.get('source_checkpoint_sha256'))[:16]}…).  ",
            f"Data: `{data['manifest']}`, {data['utterances']} utterances ({data['selection']}).  ",
            f"Each cell in a fresh subprocess; audio fed in {r['settings']['feed_ms']:.0f} ms pieces with a simulated "
-           f"real-time clock; 1 warm-up utterance; timings best of {r['settings']['repeat']}.", ""]
+           f"real-time clock; 1 warm-up utterance; timings best of {r['settings']['repeat']}.  ",
+           f"Our search: {search_description(r['settings'].get('decoding'))}; sherpa-onnx and the peers: their own "
+           "greedy search.", ""]
     out += _headline(r["headline"])
     out += ["## Targets", ""] + _table(["target", "goal", "measured", "status"],
                                        [[t["name"], t["goal"], t["measured"], f"**{t['status']}**"] for t in r["targets"]],

@@ -63,9 +63,15 @@ def run_bench(
     repeat: int = 1,
     cell_timeout_s: float = 1800.0,
     compute_figures: bool = True,
+    decoding: dict | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict:
-    """Run the whole matrix and return the results dict (schema_version 1; see benchmarks/README.md)."""
+    """Run the whole matrix and return the results dict (schema_version 1; see benchmarks/README.md).
+
+    decoding: our cells' search, Recognizer keyword arguments (decoding, beam, lm, lm_weight,
+    lm_token_bonus; dualasr.runtime.cli.decoding_options); default greedy. sherpa-onnx and the
+    peers keep their own greedy search.
+    """
     from dualasr import __version__
     from dualasr.data import read_manifest
     from dualasr.runtime.recognizer import load_export_manifest
@@ -82,6 +88,12 @@ def run_bench(
 
     for u in utts:  # refuse unusable audio (AudioError names the file) before any cell starts: else every cell fails on it
         load_audio(u.audio, 16000)
+    decoding = dict(decoding or {"decoding": "greedy"})
+    if decoding.get("lm"):  # so is an LM file of another tokenizer, or none at all
+        from dualasr.runtime.lm import TokenNgramLM
+
+        tokenizer_file = manifest["files"].get(manifest["tokenizer"]["file"], {})
+        TokenNgramLM.load(decoding["lm"], tokenizer_file.get("sha256", ""), manifest["vocab_size"])
     planned = plan_cells(manifest, backends, peers, threads, precisions, modes, chunk_ms)
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -100,7 +112,7 @@ def run_bench(
         "data": {"manifest": str(data), "utterances": len(items), "selection": "evenly spaced" if max_utts else "all",
                  "ids": [u["id"] for u in items]},
         "settings": {"backends": backends, "peers": peers, "threads": threads, "precisions": precisions,
-                     "modes": modes, "feed_ms": feed_ms, "repeat": repeat, "warmup_utterances": 1,
+                     "modes": modes, "feed_ms": feed_ms, "repeat": repeat, "warmup_utterances": 1, "decoding": decoding,
                      "max_utts": max_utts, "cell_isolation": "one subprocess per cell"},
         "peak": {}, "flops": {"status": "skipped", "reason": "--no-compute"}, "cells": [],
     }
@@ -124,7 +136,7 @@ def run_bench(
                 continue
             t0 = time.perf_counter()
             spec = {"cell": asdict(cell), "export_dir": str(export_dir), "utterances": items,
-                    "feed_ms": feed_ms, "repeat": repeat}
+                    "feed_ms": feed_ms, "repeat": repeat, "decoding": decoding}
             out = run_worker("cell", spec, cell.threads, cell_timeout_s, work)
             if out.get("status") != "ok":
                 out = {**cell_header(cell), "status": "error", "reason": out.get("reason")}
