@@ -192,6 +192,18 @@ def test_any_split_gives_same_tokens(recognizer, speech, sizes):
     assert _feed(recognizer, speech, sizes) == whole
 
 
+def test_beam_top_k_is_a_stable_sorts_first_k():
+    """Beam search picks its candidates in linear time; they must be exactly what a stable
+    descending sort would give, ties (equal scores) by lower index included."""
+    from dualasr.runtime.search import _top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 70))
+        values = rng.integers(0, 6, n).astype(np.float64) if trial % 2 else rng.standard_normal(n)
+        assert np.array_equal(_top_k(values, k), np.argsort(-values, kind="stable")[:k]), (values, k)
+
+
 @pytest.mark.parametrize("max_symbols", [1, 3])
 def test_greedy_search_equals_the_oracle_for_any_lookahead_and_batch(onnx_export, random_checkpoint, max_symbols):
     """The numpy greedy search (joiner over `lookahead` frames per call, streams batched) emits the
