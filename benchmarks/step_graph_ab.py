@@ -23,9 +23,6 @@ from typing import Callable
 
 import numpy as np
 
-FEATURE_DIM_AXIS = -1
-
-
 def _onnx_runner(path: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
     import onnxruntime as ort
 
@@ -48,7 +45,7 @@ def _executorch_runner(pte: Path, ptd: Path) -> Callable[[list[np.ndarray]], np.
 
 
 def _graphs(export: Path, backends: list[str], full_frames: int | None) -> dict[str, tuple[Callable, list[np.ndarray]]]:
-    """"backend/graph/precision" -> (runner, inputs in the manifest's order, batch 1)."""
+    """{backend/graph/precision: (runner, inputs in the manifest's order, batch 1)}."""
     m = json.loads((export / "manifest.json").read_text())
     rng = np.random.default_rng(0)
     inputs: dict[str, list[np.ndarray]] = {}
@@ -57,7 +54,7 @@ def _graphs(export: Path, backends: list[str], full_frames: int | None) -> dict[
         inputs[spec["graph"]] = [rng.standard_normal(features["shape"]).astype(np.float32)] + [
             np.zeros(s["shape"], dtype=s["dtype"]) for s in spec["states"]]
     if full_frames:
-        dim = m["graphs"]["encoder_full"]["inputs"][0]["shape"][FEATURE_DIM_AXIS]
+        dim = m["graphs"]["encoder_full"]["inputs"][0]["shape"][-1]  # [1, T, feature bins]
         inputs["encoder_full"] = [rng.standard_normal([1, full_frames, dim]).astype(np.float32)]
     found = {}
     for backend in backends:
