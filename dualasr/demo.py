@@ -3,10 +3,11 @@
 Uses the ONNX export shipped beside the built-in checkpoint (another checkpoint, or the ExecuTorch
 backend, is exported once into the user's cache folder, with progress), then streams
 the held-out real-speech test set (the Asterisk prompts' fixed 20% split, never trained on)
-through the torch-free runtime in streaming and in full-context mode, and prints sample
-transcripts with WER, RTF and the paper's emission latency (Latency@50/@90) for each mode, greedy;
-then the WER and RTF of beam search with a token n-gram LM fused (`dualasr lm`, built once into the
-cache from the offline text sources, without any sentence overlapping the test prompts).
+through the torch-free runtime in streaming and in full-context mode, then the same for real_eval
+(dualasr.realspeech: 8 speakers nothing is trained on, built once into the cache), and prints
+sample transcripts with WER, RTF and the paper's emission latency (Latency@50/@90) for each mode,
+greedy; then the WER and RTF of beam search with a token n-gram LM fused (`dualasr lm`, built once
+into the cache from the offline text sources, without any sentence overlapping either test set).
 """
 
 from __future__ import annotations
@@ -81,31 +82,33 @@ def real_test_set(limit: int = 0):
     return test[:limit] if limit > 0 else test
 
 
-def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onnxruntime",
-             precision: str = "fp32", show: int = 5) -> dict[str, dict]:
+def real_eval_set(limit: int = 0):
+    """real_eval (dualasr.realspeech: 8 speakers nothing is trained on), built once into the user's
+    cache folder from the packages `scripts/setup.sh` fetched (seconds; later runs reuse the audio).
+
+    Raises:
+        OSError, ValueError: a package is missing or unreadable (the message names it).
+    """
+    from dualasr.data import read_manifest
+    from dualasr.realspeech import build_real_sets
+
+    utts = read_manifest(build_real_sets(user_cache_dir() / "realspeech")["real_eval"])
+    return utts[:limit] if limit > 0 else utts
+
+
+def _score_set(name: str, utts: list, export_dir: Path, backend: str, precision: str, lm, show: int) -> dict[str, dict]:
+    """Both modes over one test set: greedy (sample transcripts, WER, RTF, Latency@50/@90), then
+    beam search with the LM fused when there is one. Returns {mode: summary}."""
     from dualasr.audio import load_audio
     from dualasr.metrics import wer
-    from dualasr.runtime.lm import TokenNgramLM
     from dualasr.runtime.recognizer import Recognizer
     from dualasr.runtime.simulate import simulate_set
     from dualasr.tokenizer import normalize_text
 
-    checkpoint = checkpoint or default_checkpoint()
-    shipped = DEFAULT_MODEL.parent / "export"  # the built-in model's ONNX export ships beside it
-    use_shipped = checkpoint == DEFAULT_MODEL and backend == "onnxruntime" and (shipped / "manifest.json").is_file()
-    export_dir = shipped if use_shipped else cached_export(checkpoint, backend, precision)
-    test_set = real_test_set()
-    utts = test_set[:limit] if limit > 0 else test_set
     items = [{"samples": load_audio(u.audio), "sample_rate": 16000, "name": u.id} for u in utts]
     refs = [normalize_text(u.text) for u in utts]
     audio_min = sum(len(it["samples"]) for it in items) / 16000 / 60
-    print(f"real recorded speech: {len(items)} held-out Asterisk prompts ({audio_min:.1f} min, one speaker), "
-          f"{backend} {precision}")
-    try:
-        lm = TokenNgramLM.load(cached_lm(export_dir, [u.text for u in test_set]))  # all of them, whatever --limit
-    except FileNotFoundError as e:  # a text source's Debian package is not installed
-        lm = None
-        print(f"(beam search + LM skipped: {e})")
+    print(f"\n##### {name}: {len(items)} utterances, {audio_min:.1f} min, {backend} {precision}")
     summaries: dict[str, dict] = {}
     for mode in MODES:
         rec = Recognizer(export_dir, backend=backend, precision=precision, mode=mode, threads=1)
@@ -131,17 +134,45 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
     return summaries
 
 
+def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onnxruntime",
+             precision: str = "fp32", show: int = 5) -> dict[str, dict]:
+    """Both test sets (real_eval skipped, with the reason, when its packages are missing).
+    Returns {set name: {"utterances": n, "modes": {mode: summary}}}."""
+    from dualasr.runtime.lm import TokenNgramLM
+
+    checkpoint = checkpoint or default_checkpoint()
+    shipped = DEFAULT_MODEL.parent / "export"  # the built-in model's ONNX export ships beside it
+    use_shipped = checkpoint == DEFAULT_MODEL and backend == "onnxruntime" and (shipped / "manifest.json").is_file()
+    export_dir = shipped if use_shipped else cached_export(checkpoint, backend, precision)
+    test_set = real_test_set()
+    sets = {"asterisk_test": ("held-out Asterisk prompts (one speaker, real recordings)", test_set)}
+    try:
+        eval_set = real_eval_set()
+        sets["real_eval"] = ("real_eval (8 speakers it never heard, real recordings)", eval_set)
+    except (OSError, ValueError) as e:  # setup fetches its packages; a bare install may lack them
+        eval_set = []
+        print(f"(the 8-speaker set is skipped: {e})")
+    try:  # every test sentence (whatever --limit) is kept out of the LM's text
+        lm = TokenNgramLM.load(cached_lm(export_dir, [u.text for u in [*test_set, *eval_set]]))
+    except FileNotFoundError as e:  # a text source's Debian package is not installed
+        lm = None
+        print(f"(beam search + LM skipped: {e})")
+    return {key: {"utterances": len(utts[:limit] if limit > 0 else utts),
+                  "modes": _score_set(name, utts[:limit] if limit > 0 else utts, export_dir, backend, precision, lm, show)}
+            for key, (name, utts) in sets.items()}
+
+
 def main(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ValueError(f"--limit must be >= 0 (0: all test prompts), got {args.limit}")
     checkpoint = Path(args.checkpoint) if args.checkpoint else None
-    summaries = run_demo(checkpoint, args.limit, args.backend, args.precision)
+    sets = run_demo(checkpoint, args.limit, args.backend, args.precision)
     if getattr(args, "json", None):
         import json
         import sys
 
         record = {"command": "dualasr " + " ".join(sys.argv[1:]), "checkpoint": str(checkpoint or DEFAULT_MODEL),
-                  "backend": args.backend, "precision": args.precision, "limit": args.limit, "modes": summaries}
+                  "backend": args.backend, "precision": args.precision, "limit": args.limit, "sets": sets}
         atomic_write(Path(args.json), (json.dumps(record, indent=1, default=float) + "\n").encode())
         print(f"\nsummary written to {args.json}")
     return 0
