@@ -82,7 +82,7 @@ def real_test_set(limit: int = 0):
     return test[:limit] if limit > 0 else test
 
 
-def real_eval_set(limit: int = 0):
+def real_eval_set():
     """real_eval (dualasr.realspeech: 8 speakers nothing is trained on), built once into the user's
     cache folder from the packages `scripts/setup.sh` fetched (seconds; later runs reuse the audio).
 
@@ -92,8 +92,7 @@ def real_eval_set(limit: int = 0):
     from dualasr.data import read_manifest
     from dualasr.realspeech import build_real_sets
 
-    utts = read_manifest(build_real_sets(user_cache_dir() / "realspeech")["real_eval"])
-    return utts[:limit] if limit > 0 else utts
+    return read_manifest(build_real_sets(user_cache_dir() / "realspeech")["real_eval"])
 
 
 def _score_set(name: str, utts: list, export_dir: Path, backend: str, precision: str, lm, show: int) -> dict[str, dict]:
@@ -157,9 +156,12 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
     except FileNotFoundError as e:  # a text source's Debian package is not installed
         lm = None
         print(f"(beam search + LM skipped: {e})")
-    return {key: {"utterances": len(utts[:limit] if limit > 0 else utts),
-                  "modes": _score_set(name, utts[:limit] if limit > 0 else utts, export_dir, backend, precision, lm, show)}
-            for key, (name, utts) in sets.items()}
+    results: dict[str, dict] = {}
+    for key, (name, utts) in sets.items():
+        shown = utts[:limit] if limit > 0 else utts
+        results[key] = {"utterances": len(shown),
+                        "modes": _score_set(name, shown, export_dir, backend, precision, lm, show)}
+    return results
 
 
 def main(args: argparse.Namespace) -> int:

@@ -89,11 +89,12 @@ def run_bench(
     for u in utts:  # refuse unusable audio (AudioError names the file) before any cell starts: else every cell fails on it
         load_audio(u.audio, 16000)
     decoding = dict(decoding or {"decoding": "greedy"})
-    if decoding.get("lm"):  # so is an LM file of another tokenizer, or none at all
+    if decoding.get("lm"):  # so is an LM file of another tokenizer, or none at all (the Recognizer's check)
+        from dualasr.lm import tokenizer_of
         from dualasr.runtime.lm import TokenNgramLM
 
-        tokenizer_file = manifest["files"].get(manifest["tokenizer"]["file"], {})
-        TokenNgramLM.load(decoding["lm"], tokenizer_file.get("sha256", ""), manifest["vocab_size"])
+        tokenizer = tokenizer_of(export_dir)
+        TokenNgramLM.load(decoding["lm"], tokenizer.sha256, tokenizer.vocab_size)
     planned = plan_cells(manifest, backends, peers, threads, precisions, modes, chunk_ms)
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
