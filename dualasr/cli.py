@@ -25,6 +25,8 @@ def add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lm", help="token n-gram LM file (`dualasr lm`) fused into beam search")
     p.add_argument("--lm-weight", type=float, help="the LM's weight (default: the runtime's, see README)")
     p.add_argument("--lm-token-bonus", type=float, help="score added per token with --lm (default: the runtime's)")
+    p.add_argument("--lm-oov-penalty", type=float,
+                   help="score added per word the LM's text never had, with --lm (default: the runtime's; 0: off)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -167,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """A subcommand's arguments parsed intermixed, so options may come between positionals:
+    `dualasr transcribe EXPORT --mode full a.wav` (plain parsing gives the export folder and an
+    empty audio list to the first positional run, then refuses a.wav)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if argv and argv[0] in sub.choices:
+        args = sub.choices[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .fileio import Terminated
 
@@ -176,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         # would refuse a leading option such as --help or --num-train.
         args = argparse.Namespace(command="corpus", rest=argv[1:], func=_corpus)
     else:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), argv)
     try:
         return int(args.func(args) or 0)
     except ModuleNotFoundError as e:

@@ -62,6 +62,9 @@ class TrainConfig:
     lr: float = 2e-3
     pretrained_lr_scale: float = 1.0  # lr multiplier for encoder weights that start from model.pretrained
     freeze_pretrained_steps: int = 0  # steps during which a pretrained encoder's body is not trained
+    # Transformer encoder: the stem and the lowest N blocks keep the weights the run starts with
+    # (only those blocks' streaming norms train). See README, "The next built-in model".
+    frozen_blocks: int = 0
     init_from: str = ""  # checkpoint whose weights and tokenizer a fresh run starts from (optimizer state is not kept)
     weight_decay: float = 1e-3
     warmup_steps: int = 200

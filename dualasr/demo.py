@@ -127,7 +127,8 @@ def _score_set(name: str, utts: list, export_dir: Path, backend: str, precision:
                              decoding="beam", beam=LM_BEAM, lm=lm)
             fused = simulate_set(rec, items)
             s["beam_lm"] = {"beam": LM_BEAM, "lm_order": LM_ORDER, "lm_weight": rec.lm_weight,
-                            "lm_token_bonus": rec.lm_token_bonus, "rtf": fused.summary()["rtf"],
+                            "lm_token_bonus": rec.lm_token_bonus, "lm_oov_penalty": rec.lm_oov_penalty,
+                            "rtf": fused.summary()["rtf"],
                             "wer": 100.0 * wer(refs, [r.text for r in fused.results])}
             print(f"  beam {LM_BEAM} + LM: WER {s['beam_lm']['wer']:.1f}%  RTF {s['beam_lm']['rtf']:.3f}")
     return summaries

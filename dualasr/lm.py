@@ -62,9 +62,10 @@ def build_lm(
         excluded |= _word_runs(normalize_text(text))
     kept = [s for s in sentences if not (excluded and _word_runs(normalize_text(s)) & excluded)]
     ids = [tokenizer.encode(s) for s in kept]
-    lm = TokenNgramLM.train(ids, tokenizer.vocab_size, order, tokenizer_sha256=tokenizer.sha256)
+    words = {w for s in kept for w in normalize_text(s).split()}
+    lm = TokenNgramLM.train(ids, tokenizer.vocab_size, order, tokenizer_sha256=tokenizer.sha256, words=words)
     summary = {"sentences": len(kept), "dropped_overlapping": len(sentences) - len(kept),
-               "tokens": sum(len(x) for x in ids)}
+               "tokens": sum(len(x) for x in ids), "words": len(words)}
     return lm, summary
 
 
@@ -106,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     lm, summary = build_lm(tokenizer, sources, args.text, exclude, args.order)
     atomic_write(out, lm.save_to)
-    print(f"{out}: order {lm.order}, {summary['sentences']} sentences, {summary['tokens']} tokens "
-          f"({summary['dropped_overlapping']} dropped as overlapping --exclude), "
+    print(f"{out}: order {lm.order}, {summary['sentences']} sentences, {summary['tokens']} tokens, "
+          f"{summary['words']} distinct words ({summary['dropped_overlapping']} dropped as overlapping --exclude), "
           f"{out.stat().st_size / 1e6:.1f} MB, {time.perf_counter() - t0:.0f} s")
     return 0

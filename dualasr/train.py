@@ -184,14 +184,33 @@ def feature_stats(dataset: FeatureDataset, max_utts: int = 1000) -> tuple[Tensor
     return mean.float(), std.float()
 
 
+def freeze_lower_body(model: Transducer, blocks: int) -> None:
+    """train.frozen_blocks: the transformer encoder's stem and its lowest `blocks` blocks keep the
+    weights the run starts with; only those blocks' streaming-mode norms train (the streaming path
+    has no pretrained counterpart). Kept frozen, Whisper's lower layers carried further to
+    unseen speakers per training step than the whole body fine-tuned on TTS voices
+    (benchmarks/results/frozen_body_probe_*.json)."""
+    if blocks <= 0:
+        return
+    if model.cfg.encoder != "transformer" or blocks > model.cfg.num_layers:
+        raise ValueError(f"train.frozen_blocks={blocks} needs the transformer encoder with at least that many "
+                         f"layers (model.encoder={model.cfg.encoder!r}, model.num_layers={model.cfg.num_layers})")
+    frozen = ("encoder.subsampling.",) + tuple(f"encoder.layers.{i}." for i in range(blocks))
+    for name, p in model.named_parameters():
+        if name.startswith(frozen) and ".streaming." not in name:
+            p.requires_grad_(False)
+
+
 def _param_groups(model: Transducer, tc) -> list[dict[str, Any]]:
-    """One group, or two when the encoder starts from pretrained weights: those get
-    lr * pretrained_lr_scale (the stem's input projection and the output stacking are new)."""
+    """The trainable parameters as one group, or two when the encoder starts from pretrained
+    weights: those get lr * pretrained_lr_scale (the stem's input projection and the output
+    stacking are new)."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if not model.cfg.pretrained or tc.pretrained_lr_scale == 1.0:
-        return [{"params": list(model.parameters())}]
+        return [{"params": [p for _, p in named]}]
     new = {"encoder.subsampling.input_proj", "encoder.reduce"}
     pretrained, fresh = [], []
-    for name, p in model.named_parameters():
+    for name, p in named:
         is_pretrained = name.startswith("encoder.") and not any(name.startswith(n + ".") for n in new)
         (pretrained if is_pretrained else fresh).append(p)
     return [{"params": fresh}, {"params": pretrained, "lr": tc.lr * tc.pretrained_lr_scale}]
@@ -336,6 +355,7 @@ def _build_run(cfg: Config, out_dir: Path, dd: _Dist, dev: torch.device) -> _Run
     train_set = FeatureDataset(train_utts, tokenizer)
     torch.manual_seed(tc.seed)
     model = Transducer(cfg.model).to(dev)
+    freeze_lower_body(model, tc.frozen_blocks)
     optimizer = torch.optim.AdamW(_param_groups(model, tc), lr=tc.lr, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, tc.warmup_steps, tc.schedule_start))
     valid_set = FeatureDataset(valid_utts, tokenizer) if valid_utts else None

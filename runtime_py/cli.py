@@ -52,11 +52,12 @@ def decoding_options(args: argparse.Namespace) -> dict:
     --lm implies beam search; the fusion settings need --lm.
 
     Raises:
-        ValueError: --lm-weight or --lm-token-bonus without --lm.
+        ValueError: --lm-weight, --lm-token-bonus or --lm-oov-penalty without --lm.
     """
-    fusion = {k: v for k, v in (("lm_weight", args.lm_weight), ("lm_token_bonus", args.lm_token_bonus)) if v is not None}
+    fusion = {k: v for k, v in (("lm_weight", args.lm_weight), ("lm_token_bonus", args.lm_token_bonus),
+                                ("lm_oov_penalty", args.lm_oov_penalty)) if v is not None}
     if fusion and not args.lm:
-        raise ValueError("--lm-weight and --lm-token-bonus need --lm FILE")
+        raise ValueError("--lm-weight, --lm-token-bonus and --lm-oov-penalty need --lm FILE")
     decoding = args.decoding or ("beam" if args.lm else "greedy")
     options = {"decoding": decoding, "beam": args.beam, **fusion}
     if args.lm:

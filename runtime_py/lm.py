@@ -16,7 +16,7 @@ File (.npz, `save_to`/`load`), the arrays the scorer searches (`_Contexts`), per
 into `tok{k}` (int32, the tokens seen after each) and `prob{k}` (float32, their discounted
 probability); `gamma{k}` [M] float32 the back-off weights; plus `vocab_size`, `order` and
 `tokenizer_sha256`, so an LM built with another tokenizer is refused at load; `format`
-(FORMAT_VERSION).
+(FORMAT_VERSION); optionally `words`, the words of the text it was built from (`OovPenalty`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from typing import BinaryIO, Iterable
 
 import numpy as np
 
-__all__ = ["TokenNgramLM", "LMError", "FORMAT_VERSION"]
+__all__ = ["TokenNgramLM", "OovPenalty", "LMError", "FORMAT_VERSION"]
 
 DEFAULT_DISCOUNT = 0.75  # when an order has too few n-grams to estimate its own
-FORMAT_VERSION = 2  # 1: the development version's per-context arrays (never released)
+FORMAT_VERSION = 3  # 3: + the text's words; 2: without them (still read); 1: never released
 _ARRAYS = ("keys", "off", "tok", "prob", "gamma")  # one of each per order in the file
 _CACHE_SIZE = 4096  # distinct histories whose distribution is kept (beam search revisits few)
 
@@ -73,9 +73,11 @@ class TokenNgramLM:
     start included as `vocab_size` while the sentence is shorter than the order.
     """
 
-    def __init__(self, vocab_size: int, order: int, tables: list[_Contexts], tokenizer_sha256: str = ""):
+    def __init__(self, vocab_size: int, order: int, tables: list[_Contexts], tokenizer_sha256: str = "",
+                 words: frozenset[str] = frozenset()):
         self.vocab_size, self.order, self.tables = int(vocab_size), int(order), tables
         self.tokenizer_sha256 = tokenizer_sha256
+        self.words = words  # the training text's words (empty: not recorded)
         self.sentence_boundary = self.vocab_size
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -146,8 +148,9 @@ class TokenNgramLM:
 
     @classmethod
     def train(cls, sentences: Iterable[list[int]], vocab_size: int, order: int = 5,
-              tokenizer_sha256: str = "") -> "TokenNgramLM":
-        """Interpolated Kneser-Ney from sentences given as token ids (each in 0..vocab_size-1)."""
+              tokenizer_sha256: str = "", words: Iterable[str] = ()) -> "TokenNgramLM":
+        """Interpolated Kneser-Ney from sentences given as token ids (each in 0..vocab_size-1);
+        `words`: the same text's words, kept for `OovPenalty`."""
         cls.check_order(vocab_size, order)
         boundary = vocab_size
         top: Counter[tuple[int, ...]] = Counter()  # raw counts of the top order's n-grams
@@ -168,7 +171,7 @@ class TokenNgramLM:
         for n in range(order, 1, -1):
             for gram in counts[n]:
                 counts[n - 1][gram[1:]] += 1
-        lm = cls(vocab_size, order, [], tokenizer_sha256)
+        lm = cls(vocab_size, order, [], tokenizer_sha256, frozenset(words))
         for n in range(1, order + 1):
             # Ney's discount from the counts of counts: D = n1 / (n1 + 2 n2).
             n1 = sum(1 for c in counts[n].values() if c == 1)
@@ -197,6 +200,8 @@ class TokenNgramLM:
         for k, table in enumerate(self.tables, start=1):
             for name in _ARRAYS:
                 arrays[f"{name}{k}"] = getattr(table, name)
+        if self.words:
+            arrays["words"] = np.asarray(sorted(self.words), dtype=np.str_)
         np.savez_compressed(f, **arrays)
 
     @classmethod
@@ -211,15 +216,16 @@ class TokenNgramLM:
             built_for = str(z["tokenizer_sha256"])
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, AttributeError) as e:
             raise LMError(f"{path}: not a token n-gram LM file written by `dualasr lm` ({e})") from None
-        if version != FORMAT_VERSION:
-            raise LMError(f"{path}: LM file format {version}, this dualasr reads format {FORMAT_VERSION}; "
+        if version not in (2, FORMAT_VERSION):
+            raise LMError(f"{path}: LM file format {version}, this dualasr reads formats 2 and {FORMAT_VERSION}; "
                           "build it again with `dualasr lm EXPORT_DIR --out FILE`")
         try:
             cls.check_order(vsize, order)
             tables = [_Contexts(*(z[f"{name}{k}"] for name in _ARRAYS)) for k in range(1, order + 1)]
+            words = frozenset(z["words"].tolist()) if "words" in z.files else frozenset()
         except (KeyError, ValueError) as e:
             raise LMError(f"{path}: not a token n-gram LM file written by `dualasr lm` ({e})") from None
-        lm = cls(vsize, order, tables, built_for)
+        lm = cls(vsize, order, tables, built_for, words)
         lm.check_tokenizer(tokenizer_sha256, vocab_size, str(path))
         return lm
 
@@ -233,3 +239,30 @@ class TokenNgramLM:
             raise LMError(f"{source}: built with another tokenizer (sha256 {self.tokenizer_sha256[:12]}..., the model's "
                           f"is {tokenizer_sha256[:12]}...); build the LM with this model's tokenizer "
                           "(`dualasr lm EXPORT_DIR --out FILE`)")
+
+
+class OovPenalty:
+    """A score for each word the LM's text never had, charged in beam search when the word ends.
+
+    A small acoustic model spells by ear ("fairist", "memry") and the token LM only makes such
+    spellings less likely piece by piece; this counts a finished word against the LM text's
+    vocabulary (`TokenNgramLM.words`), as a lexicon does in word-level decoders, without forbidding
+    new words (names, rare forms): they pay `penalty` once each.
+
+    A hypothesis carries its unfinished word (`Hyp.word`); a word ends when a piece that starts a
+    new word is emitted (sentencepiece's leading "▁"), or with the utterance (`final`).
+    """
+
+    def __init__(self, words: frozenset[str], pieces: list[str], penalty: float):
+        self.words, self.penalty = words, float(penalty)
+        self.pieces = pieces
+        self.starts_word = np.asarray([p.startswith("\u2581") for p in pieces])  # [V]
+
+    def next_word(self, word: str, token: int) -> str:
+        """The unfinished word after emitting `token`."""
+        piece = self.pieces[token]
+        return piece[1:] if self.starts_word[token] else word + piece
+
+    def final(self, word: str) -> float:
+        """The charge for `word` once it is finished: 0 for none or a known word."""
+        return 0.0 if not word or word in self.words else self.penalty

@@ -52,7 +52,7 @@ from dualasr.audio import prepare_samples
 from .backends import Backend, cap_threads, create_backend
 from .features import AudioFrontend, sounding_from
 from .graphs import ModelGraphs, split_states, stack_states
-from .lm import TokenNgramLM
+from .lm import OovPenalty, TokenNgramLM
 from .search import LOOKAHEAD, Hyp, beam_search_step, greedy_search, initial_hyp, lm_start
 from .timers import StageTimers
 from .windows import Window, next_window, window_frames
@@ -64,6 +64,9 @@ DECODINGS = ("greedy", "beam")
 # real_eval) with the whisper-tiny resume point, beam 8: benchmarks/results/lm_fusion.json.
 DEFAULT_LM_WEIGHT = 0.4
 DEFAULT_LM_TOKEN_BONUS = 1.5
+# Chosen with the weight and bonus above on the Asterisk prompts and the TTS test voices from
+# {0, -2, -4, -8} (benchmarks/results/lm_oov_penalty.json); never on real_eval.
+DEFAULT_LM_OOV_PENALTY = -2.0
 
 
 # ----------------------------------------------------------------------------- results / endpoint
@@ -197,9 +200,12 @@ class Stream:
 
     @property
     def best(self) -> Hyp:
-        """The highest-scoring hypothesis (with an LM, by its fused score; the sentence's end is not
-        scored)."""
-        return max(self.hyps, key=lambda h: h.score)
+        """The highest-scoring hypothesis (with an LM, by its fused score, its last word counted
+        as finished; the sentence's end is not scored)."""
+        oov = self._rec.oov
+        if oov is None:
+            return max(self.hyps, key=lambda h: h.score)
+        return max(self.hyps, key=lambda h: h.score + oov.final(h.word))
 
     @property
     def token_ids(self) -> list[int]:
@@ -249,6 +255,8 @@ class Recognizer:
             `TokenNgramLM`, fused into beam search (decoding="beam" only).
         lm_weight: its weight in the fused score.
         lm_token_bonus: added per emitted token with an LM (offsets the LM's cost of saying more).
+        lm_oov_penalty: added once per word outside the LM text's words (`lm.OovPenalty`); 0 turns it
+            off, and so does an LM file that records no words (format 2).
 
     Threads: one Recognizer may serve many streams from many threads (tests/test_robustness.py
     runs 8 threads with results equal to each stream decoded alone). The recognizer itself is
@@ -280,6 +288,7 @@ class Recognizer:
         lm: str | os.PathLike | TokenNgramLM | None = None,
         lm_weight: float = DEFAULT_LM_WEIGHT,
         lm_token_bonus: float = DEFAULT_LM_TOKEN_BONUS,
+        lm_oov_penalty: float = DEFAULT_LM_OOV_PENALTY,
     ):
         t0 = time.perf_counter()
         self.timers = StageTimers()
@@ -319,6 +328,11 @@ class Recognizer:
             self.lm.check_tokenizer(self.tokenizer.sha256, self.tokenizer.vocab_size,
                                     "the LM given" if lm is self.lm else str(lm))
         self.lm_weight, self.lm_token_bonus = float(lm_weight), float(lm_token_bonus)
+        self.oov = None
+        if self.lm is not None and self.lm.words and lm_oov_penalty:
+            pieces = [self.tokenizer.id_to_piece(i) for i in range(self.tokenizer.vocab_size)]
+            self.oov = OovPenalty(self.lm.words, pieces, lm_oov_penalty)
+        self.lm_oov_penalty = self.oov.penalty if self.oov is not None else 0.0  # what the search applies
 
         step_graph, states = None, []
         if mode == "streaming":
@@ -492,7 +506,7 @@ class Recognizer:
                 for i, s in enumerate(streams):
                     for t in range(start[i], valid[i]):
                         s.hyps = beam_search_step(self.graphs, s.hyps, enc[i, t], first[i] + t, self.beam, self.blank_id,
-                                                  self.lm, self.lm_weight, self.lm_token_bonus)
+                                                  self.lm, self.lm_weight, self.lm_token_bonus, self.oov)
         for s, v in zip(streams, valid):
             s.frames_decoded += v
 

@@ -16,7 +16,8 @@ dualasr.decoding.greedy_search / beam_search (the batched PyTorch oracle) comput
   (hypothesis, token) pairs survive; pairs with equal token sequences are merged (log-add,
   keeping the first path's emission frames). With a token n-gram LM (`lm.TokenNgramLM`), every
   non-blank extension also scores `lm_weight * log P_lm(token | the hypothesis's last tokens)`
-  (shallow fusion); blanks are not scored by the LM.
+  (shallow fusion); blanks are not scored by the LM. With an `lm.OovPenalty`, a word the LM's
+  text never had costs its penalty when it ends (a piece starting the next word, or the end).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .graphs import ModelGraphs, split_states, stack_states
-from .lm import TokenNgramLM
+from .lm import OovPenalty, TokenNgramLM
 
 __all__ = ["Hyp", "initial_hyp", "lm_start", "greedy_search", "beam_search_step", "log_softmax"]
 
@@ -42,7 +43,8 @@ class Hyp:
     score: log-probability of the path, blanks included (beam search; greedy leaves it 0);
     context: [K] int64 last tokens;
     pred_out: [P] predictor output for that context; pred_state: predictor state, batch 1;
-    lm_history: the last tokens as the fused LM's history (beam search with an LM; else empty).
+    lm_history: the last tokens as the fused LM's history (beam search with an LM; else empty);
+    word: the unfinished last word (beam search with an OovPenalty; else empty).
     """
 
     token_ids: list[int]
@@ -52,11 +54,12 @@ class Hyp:
     pred_out: np.ndarray
     pred_state: list[np.ndarray]
     lm_history: tuple[int, ...] = ()
+    word: str = ""
 
     def copy_with(self, token: int | None, frame: int, score: float) -> "Hyp":
         ids = self.token_ids + [token] if token is not None else list(self.token_ids)
         frames = self.frames + [frame] if token is not None else list(self.frames)
-        return Hyp(ids, frames, score, self.context, self.pred_out, self.pred_state, self.lm_history)
+        return Hyp(ids, frames, score, self.context, self.pred_out, self.pred_state, self.lm_history, self.word)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -169,6 +172,7 @@ def _top_k(values: np.ndarray, k: int) -> np.ndarray:
 def beam_search_step(
     graphs: ModelGraphs, beams: list[Hyp], encoder_frame: np.ndarray, frame: int, beam: int, blank_id: int = 0,
     lm: TokenNgramLM | None = None, lm_weight: float = 0.0, lm_token_bonus: float = 0.0,
+    oov: OovPenalty | None = None,
 ) -> list[Hyp]:
     """One frame of modified beam search for one stream.
 
@@ -179,6 +183,7 @@ def beam_search_step(
         lm, lm_weight: shallow fusion (the hypotheses must come from `initial_hyp(graphs, lm)`).
         lm_token_bonus: added to every non-blank extension when an LM is fused: the LM's cost of
             each token would otherwise favour paths that say less (deletions).
+        oov: charges a finished word outside the LM text's words (`Hyp.word` tracks it).
 
     Returns:
         The new hypotheses, at most `beam`, in descending score order of their first path.
@@ -194,6 +199,9 @@ def beam_search_step(
         fused += lm_token_bonus
         fused[:, blank_id] = 0.0
         scores += fused
+    if oov is not None:  # a piece that starts a word finishes the hypothesis's last one
+        finished = np.asarray([oov.final(b.word) for b in beams])
+        scores[:, oov.starts_word[:vocab]] += finished[:, None]
     total = (base[:, None] + scores).ravel()
     top = _top_k(total, beam)
 
@@ -205,6 +213,8 @@ def beam_search_step(
         hyp = beams[src].copy_with(None if tok == blank_id else tok, frame, score)
         if lm is not None and tok != blank_id:
             hyp.lm_history = lm.next_history(hyp.lm_history, tok)
+        if oov is not None and tok != blank_id:
+            hyp.word = oov.next_word(hyp.word, tok)
         key = tuple(hyp.token_ids)
         if key in merged:
             # Same tokens by another path: log-add (keep the first path's frames and state).

@@ -34,6 +34,14 @@ def test_other_commands_still_refuse_unknown_options():
     assert r.returncode == 2 and "unrecognized arguments: --no-such-option" in r.stderr
 
 
+def test_options_may_come_between_the_export_folder_and_the_audio(tmp_path):
+    # Plain argparse gave both positionals to the first run (export folder, no audio) and then
+    # refused the audio files after an option as "unrecognized arguments".
+    r = _dualasr("transcribe", str(tmp_path / "no-export"), "--mode", "full", "a.wav", "--json", "b.wav")
+    assert r.returncode == 2 and "unrecognized" not in r.stderr, r.stderr
+    assert "no-export" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group(SHARED_EXPORTS_GROUP)  # lowers the programs the shared exports lower
 def test_demo_on_executorch_exports_into_the_cache_once(tmp_path):

@@ -14,7 +14,7 @@ from dualasr.fileio import atomic_write
 from dualasr.metrics import wer
 from dualasr.runtime import Recognizer
 from dualasr.runtime.cli import default_export_dir
-from dualasr.runtime.lm import LMError, TokenNgramLM
+from dualasr.runtime.lm import LMError, OovPenalty, TokenNgramLM
 from dualasr.tokenizer import Tokenizer
 
 EXPORT = default_export_dir()
@@ -51,12 +51,17 @@ def test_frequent_continuations_and_held_out_perplexity():
 
 
 def test_save_load_round_trip_and_refusals(tmp_path, tokenizer):
-    lm = TokenNgramLM.train(TOY, vocab_size=6, order=4, tokenizer_sha256="ab" * 32)
+    lm = TokenNgramLM.train(TOY, vocab_size=6, order=4, tokenizer_sha256="ab" * 32, words=["one", "two"])
     path = tmp_path / "lm.npz"
     atomic_write(path, lm.save_to)
     again = TokenNgramLM.load(path, tokenizer_sha256="ab" * 32, vocab_size=6)
     for h in [(), (6,), (1, 2), (3, 1, 2), (0, 0, 0)]:
         np.testing.assert_array_equal(again.log_probs(h), lm.log_probs(h))
+    assert again.words == {"one", "two"}
+    v2 = tmp_path / "v2.npz"  # format 2 (no words) still loads, with no words
+    with np.load(path) as z:
+        np.savez(v2, **{k: z[k] for k in z.files if k != "words"} | {"format": np.asarray(2)})
+    assert TokenNgramLM.load(v2).words == frozenset()
     with pytest.raises(LMError, match="another tokenizer"):
         TokenNgramLM.load(path, tokenizer_sha256="cd" * 32)
     with pytest.raises(LMError, match="built for 6 tokens"):
@@ -66,7 +71,7 @@ def test_save_load_round_trip_and_refusals(tmp_path, tokenizer):
     old = tmp_path / "old.npz"  # a file of another format version
     with np.load(path) as z:
         np.savez(old, **{k: z[k] for k in z.files if k != "format"})
-    with pytest.raises(LMError, match="format 1, this dualasr reads format 2"):
+    with pytest.raises(LMError, match="format 1, this dualasr reads formats 2 and 3"):
         TokenNgramLM.load(old)
     (tmp_path / "junk.npz").write_bytes(b"not an npz")
     with pytest.raises(LMError, match="not a token n-gram LM"):
@@ -125,6 +130,36 @@ def test_recognizer_refuses_an_lm_without_beam_search_or_for_another_tokenizer(t
         Recognizer(EXPORT, decoding="beam", lm=other)
 
 
+def test_oov_penalty_follows_words_across_pieces():
+    pieces = ["<blk>", "\u2581fa", "ir", "est", "\u2581the", "ist"]
+    oov = OovPenalty(frozenset({"fairest", "the"}), pieces, -2.0)
+    word = ""
+    for token in (1, 2, 3):
+        word = oov.next_word(word, token)
+    assert word == "fairest" and oov.final(word) == 0.0
+    assert oov.next_word(word, 4) == "the"  # a piece with "\u2581" starts the next word
+    assert oov.final(oov.next_word(oov.next_word("", 1), 5)) == -2.0  # "faist" is not a word
+    assert oov.final("") == 0.0  # nothing said yet
+    assert oov.starts_word.tolist() == [False, True, False, False, True, False]
+
+
+def test_oov_penalty_keeps_spellings_to_the_lm_texts_words(speech_wav, tokenizer):
+    # The LM knows the sentence's words only: a large OOV penalty turns misspellings into its words
+    # (where the beam holds them: "accont" -> "account").
+    lm = TokenNgramLM.train([tokenizer.encode(SENTENCE)] * 20, tokenizer.vocab_size, order=5,
+                            tokenizer_sha256=tokenizer.sha256, words=SENTENCE.split())
+    samples = load_audio(speech_wav)
+    outside = {}
+    for penalty in (0.0, -20.0):
+        rec = Recognizer(EXPORT, mode="full", decoding="beam", beam=8, lm=lm, lm_weight=0.1, lm_token_bonus=0.5,
+                         lm_oov_penalty=penalty)
+        assert rec.lm_oov_penalty == penalty
+        outside[penalty] = [w for w in rec.recognize(samples, 16000).text.split() if w not in lm.words]
+    assert len(outside[-20.0]) < len(outside[0.0]), outside
+    no_words = TokenNgramLM.train([tokenizer.encode(SENTENCE)], tokenizer.vocab_size, order=3)
+    assert Recognizer(EXPORT, decoding="beam", lm=no_words).lm_oov_penalty == 0.0  # a format-2 file: off
+
+
 def _dualasr(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dualasr.cli", *map(str, args)], capture_output=True, text=True)
 
@@ -145,8 +180,9 @@ def test_cli_builds_excludes_refuses_to_overwrite_and_transcribes(tmp_path, spee
     r = _dualasr("transcribe", EXPORT, speech_wav, "--mode", "full", "--lm", out)  # --lm implies beam search
     assert r.returncode == 0, r.stderr
     assert "[onnxruntime full fp32]" in r.stdout
-    r = _dualasr("transcribe", EXPORT, speech_wav, "--lm-weight", "0.3")
-    assert r.returncode == 2 and "need --lm" in r.stderr
+    for option in ("--lm-weight", "--lm-oov-penalty"):
+        r = _dualasr("transcribe", EXPORT, speech_wav, option, "0.3")
+        assert r.returncode == 2 and "need --lm" in r.stderr
     r = _dualasr("lm", tmp_path, "--out", tmp_path / "x.npz")
     assert r.returncode == 2 and "not an export folder" in r.stderr
     (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))

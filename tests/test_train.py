@@ -180,3 +180,22 @@ def test_lr_schedule_continues_the_decay_of_a_resume_point():
     assert _lr_factor(250, 500, start=5800) == pytest.approx(0.5 * (500 / 6050) ** 0.5)
     assert _lr_factor(500, 500, start=5800) == pytest.approx((500 / 6300) ** 0.5)
     assert max(_lr_factor(s, 500, start=5800) for s in range(1, 5000)) < 0.29
+
+
+def test_frozen_blocks_keep_their_weights_but_their_streaming_norms(corpus, tmp_path):
+    """train.frozen_blocks: the transformer stem and lowest blocks stay as they start; their
+    streaming norms, the blocks above and the decoder train."""
+    transformer = ["model.encoder=transformer", "model.num_layers=2", "model.subsampling=4"]
+    train(micro_config(corpus, "train.max_steps=1", *transformer), tmp_path / "start", progress=False)
+    start = final_weights(tmp_path / "start")
+    cfg = micro_config(corpus, "train.max_steps=3", "train.lr=3e-3", "train.frozen_blocks=1", *transformer,
+                       f"train.init_from={tmp_path / 'start' / LATEST}")
+    train(cfg, tmp_path / "frozen", progress=False)
+    after = final_weights(tmp_path / "frozen")
+    moved = {k for k in start if not torch.equal(start[k], after[k])}
+    frozen = {k for k in start if k.startswith(("encoder.subsampling.", "encoder.layers.0.")) and ".streaming." not in k}
+    assert frozen and not moved & frozen, sorted(moved & frozen)
+    assert any(k.startswith("encoder.layers.0.") and ".streaming." in k for k in moved)
+    assert any(k.startswith("encoder.layers.1.") for k in moved) and any(k.startswith("joiner.") for k in moved)
+    with pytest.raises(ValueError, match="frozen_blocks=3 needs the transformer encoder"):
+        train(micro_config(corpus, "train.frozen_blocks=3", *transformer), tmp_path / "bad", progress=False)

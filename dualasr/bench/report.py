@@ -123,7 +123,7 @@ def search_description(decoding: dict | None) -> str:
     text = f"beam {decoding.get('beam', 4)}"
     if decoding.get("lm"):
         fusion = ", ".join(f"{k.removeprefix('lm_').replace('_', ' ')} {decoding[k]:g}"
-                           for k in ("lm_weight", "lm_token_bonus") if k in decoding)
+                           for k in ("lm_weight", "lm_token_bonus", "lm_oov_penalty") if k in decoding)
         text += f" + LM `{Path(decoding['lm']).name}`" + (f" ({fusion})" if fusion else " (the runtime's weights)")
     return text
 

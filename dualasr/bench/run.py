@@ -69,7 +69,7 @@ def run_bench(
     """Run the whole matrix and return the results dict (schema_version 1; see benchmarks/README.md).
 
     decoding: our cells' search, Recognizer keyword arguments (decoding, beam, lm, lm_weight,
-    lm_token_bonus; dualasr.runtime.cli.decoding_options); default greedy. sherpa-onnx and the
+    lm_token_bonus, lm_oov_penalty; dualasr.runtime.cli.decoding_options); default greedy. sherpa-onnx and the
     peers keep their own greedy search.
     """
     from dualasr import __version__
