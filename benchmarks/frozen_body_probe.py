@@ -4,11 +4,11 @@ The whisper-tiny recipe fine-tunes the whole pretrained body on TTS voices and a
 speakers; its in-domain WER keeps falling while real_eval (unseen people) hardly moves (README,
 "The next built-in model"). This probe asks whether adapting only the top of the body keeps more
 of Whisper's speaker independence. It restores Whisper tiny.en's encoder (input projection
-refitted), runs the stem and the lowest `--frozen` blocks once per utterance in full-context mode
-(no gradient, kept in memory), then trains the blocks above, the final norm, the output stacking
-and a fresh CTC head with the CTC loss for `--minutes`. It scores CTC best-path WER on held-out
-sets, and the same sets with the starting checkpoint's own CTC head (the fully fine-tuned body),
-side by side in one JSON.
+refitted), runs the stem and the lowest `--frozen` blocks once per utterance in `--mode` (full
+context by default; no gradient, kept in memory), then trains the blocks above, the final norm, the
+output stacking and a fresh CTC head with the CTC loss for `--minutes` or `--steps`. It scores CTC
+best-path WER on held-out sets, and the same sets with the starting checkpoint's own CTC head (the
+fully fine-tuned body), side by side in one JSON.
 
 Speakers named by `--dev-speakers` are removed from the training data and scored as "dev": unseen
 real speakers for choosing a recipe, so real_eval stays a report, never a selection set.

@@ -188,8 +188,8 @@ def freeze_lower_body(model: Transducer, blocks: int) -> None:
     """train.frozen_blocks: the transformer encoder's stem and its lowest `blocks` blocks keep the
     weights the run starts with; only those blocks' streaming-mode norms train (the streaming path
     has no pretrained counterpart). Kept frozen, Whisper's lower layers carried further to
-    unseen speakers per training step than the whole body fine-tuned on TTS voices
-    (benchmarks/results/frozen_body_probe_*)."""
+    unseen speakers per training step in full context than the whole body fine-tuned on TTS
+    voices; cut to left context they need that adaptation (benchmarks/results/frozen_body_probe_*)."""
     if blocks <= 0:
         return
     if model.cfg.encoder != "transformer" or blocks > model.cfg.num_layers:
