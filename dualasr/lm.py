@@ -60,9 +60,10 @@ def build_lm(
     excluded: set[tuple[str, ...]] = set()
     for text in exclude_texts:
         excluded |= _word_runs(normalize_text(text))
-    kept = [s for s in sentences if not (excluded and _word_runs(normalize_text(s)) & excluded)]
+    normalized = [normalize_text(s) for s in sentences]  # what the tokenizer reads, once
+    kept = [s for s in normalized if not (excluded and _word_runs(s) & excluded)]
     ids = [tokenizer.encode(s) for s in kept]
-    words = {w for s in kept for w in normalize_text(s).split()}
+    words = {w for s in kept for w in s.split()}
     lm = TokenNgramLM.train(ids, tokenizer.vocab_size, order, tokenizer_sha256=tokenizer.sha256, words=words)
     summary = {"sentences": len(kept), "dropped_overlapping": len(sentences) - len(kept),
                "tokens": sum(len(x) for x in ids), "words": len(words)}

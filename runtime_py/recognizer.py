@@ -332,7 +332,6 @@ class Recognizer:
         if self.lm is not None and self.lm.words and lm_oov_penalty:
             pieces = [self.tokenizer.id_to_piece(i) for i in range(self.tokenizer.vocab_size)]
             self.oov = OovPenalty(self.lm.words, pieces, lm_oov_penalty)
-        self.lm_oov_penalty = self.oov.penalty if self.oov is not None else 0.0  # what the search applies
 
         step_graph, states = None, []
         if mode == "streaming":
@@ -388,6 +387,11 @@ class Recognizer:
         if not rng:
             return 0, None
         return int(rng[0]), (int(rng[1]) if rng[1] else None)
+
+    @property
+    def lm_oov_penalty(self) -> float:
+        """The OOV penalty the search applies (0.0: none, also for an LM that records no words)."""
+        return self.oov.penalty if self.oov is not None else 0.0
 
     @property
     def backend_name(self) -> str:
