@@ -33,10 +33,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dualasr.batching import FeatureDataset, collate, length_sorted_batches, pad_rows
+from dualasr.batching import FeatureDataset, pad_rows
 from dualasr.checkpoint import load_model
 from dualasr.data import Utterance, read_manifest
-from dualasr.head_warmup import _ctc_greedy, restart_from_pretrained
+from dualasr.decoding import ctc_best_path
+from dualasr.head_warmup import cache_body_outputs, restart_from_pretrained
 from dualasr.loss import ctc_loss
 from dualasr.metrics import wer
 from dualasr.model import Transducer
@@ -44,43 +45,20 @@ from dualasr.tokenizer import Tokenizer, normalize_text
 from dualasr.train import _cpu_has_bf16
 
 
-def lower_body(model: Transducer, feats: Tensor, lengths: Tensor, frozen: int, mode: str) -> tuple[Tensor, Tensor]:
-    """Stem and the lowest `frozen` blocks: feats [B, T, F] -> ([B, T', D], lengths [B])."""
+def upper_ctc(model: Transducer, x: Tensor, lens: Tensor, frozen: int, mode: str) -> tuple[Tensor, Tensor]:
+    """The trainable rest on cached `lower` outputs x [B, T', D] with lens [B] (valid frames):
+    blocks above `frozen`, final norm, stacking, CTC head -> (log-probs [B, T'', V], lengths [B])."""
     enc = model.encoder
-    s = enc.cfg.subsampling
-    feats = feats[:, : feats.shape[1] // s * s]
-    lengths = torch.div(lengths, s, rounding_mode="floor") * s
-    x, mid = enc.subsampling(feats, lengths, mode)
-    for layer in enc.layers[:frozen]:
-        x = layer(x, mid, mode)
-    return x, mid
-
-
-def upper_ctc(model: Transducer, x: Tensor, mid: Tensor, frozen: int, mode: str) -> tuple[Tensor, Tensor]:
-    """The trainable rest: blocks above `frozen`, final norm, stacking, CTC head ->
-    (log-probs [B, T'', V], lengths [B])."""
-    enc = model.encoder
-    for layer in enc.layers[frozen:]:
-        x = layer(x, mid, mode)
-    x = enc.norm_out(x, mode)
+    out_lens = torch.div(lens, enc.stack, rounding_mode="floor")
+    x = enc.upper(x, out_lens, mode, frozen)
     x = x[:, : x.shape[1] // enc.stack * enc.stack]
-    return model.ctc_head(enc._stack(x)), torch.div(mid, enc.stack, rounding_mode="floor")
+    return model.ctc_head(enc._stack(x)), out_lens
 
 
-@torch.no_grad()
 def cache(model: Transducer, utts: list[Utterance], tokenizer: Tokenizer, frozen: int, mode: str) -> list[dict]:
-    """Per utterance {"x": [T', D] fp16, "tokens": [U], "text"}: the frozen part's output."""
-    model.eval()
-    ds = FeatureDataset(utts, tokenizer, cache=False)
-    lens = ds.frame_lengths()
-    out: list[dict] = [{} for _ in utts]
-    for idx in length_sorted_batches(lens, 12000):
-        b = collate([ds[i] for i in idx])
-        x, mid = lower_body(model, b["feats"], b["feat_lens"], frozen, mode)
-        for j, i in enumerate(idx):
-            out[i] = {"x": x[j, : int(mid[j])].half(), "tokens": b["tokens"][j, : int(b["token_lens"][j])],
-                      "text": b["texts"][j]}
-    return [c for c in out if c["tokens"].numel() > 0 and c["x"].shape[0] >= 2]
+    """Per utterance {"x": [T', D] fp16, "tokens", "text"}: the frozen lower part's output."""
+    items = cache_body_outputs(model, FeatureDataset(utts, tokenizer, cache=False), modes=(mode,), blocks=frozen)
+    return [{"x": it[mode], "tokens": it["tokens"], "text": it["text"]} for it in items]
 
 
 def batch(items: list[dict]) -> tuple[Tensor, Tensor]:
@@ -95,7 +73,7 @@ def score(model: Transducer, items: list[dict], tokenizer: Tokenizer, frozen: in
     for k in range(0, len(items), 16):
         x, lens = batch(items[k: k + 16])
         lp, n = upper_ctc(model, x, lens, frozen, mode)
-        hyps += [tokenizer.decode(_ctc_greedy(o, int(m))) for o, m in zip(lp, n)]
+        hyps += [tokenizer.decode(ctc_best_path(o, int(m))) for o, m in zip(lp, n)]
     return round(100.0 * wer([normalize_text(it["text"]) for it in items], hyps), 2)
 
 

@@ -247,6 +247,12 @@ def beam_search_hypotheses(
     return [b.hyp for b in beams]
 
 
+def ctc_best_path(log_probs: Tensor, length: int) -> list[int]:
+    """Best path of one utterance's CTC output [T, V] (blank id 0): repeats collapsed, blanks dropped."""
+    ids = log_probs[:length].argmax(-1).tolist()
+    return [k for j, k in enumerate(ids) if k and (j == 0 or ids[j - 1] != k)]
+
+
 def frames_to_seconds(frames: list[int] | Tensor, frame_shift_s: float) -> list[float]:
     """Encoder frame indices -> seconds (frame index x frame shift, i.e. frame start).
 

@@ -407,17 +407,31 @@ class TransformerEncoder(nn.Module):
              ) -> tuple[Tensor, Tensor | None]:
         """Stem and blocks, before the output stacking: feats [B, T, F] -> (x [B, T', D] with
         T' = T // subsampling * stack, out_lens [B] after stacking). `forward` = `_stack(body(...))`."""
+        x, out_lens = self.lower(feats, lengths, mode, offset)
+        return self.upper(x, out_lens, mode, len(self.layers)), out_lens
+
+    def lower(self, feats: Tensor, lengths: Tensor | None, mode: str, offset: Tensor | None = None,
+              blocks: int | None = None) -> tuple[Tensor, Tensor | None]:
+        """Stem and the lowest `blocks` blocks (all when None), no final norm: feats [B, T, F] ->
+        (x [B, T', D], out_lens [B] after stacking). A body split at a block (a frozen lower part,
+        train.frozen_blocks) runs the rest with `upper`."""
         check_mode(mode)
         s = self.cfg.subsampling
         feats = feats[:, : feats.shape[1] // s * s]
         if lengths is not None:
             lengths = torch.div(lengths, s, rounding_mode="floor") * s
         x, mid_lens = self.subsampling(feats, lengths, mode, offset)
-        for layer in self.layers:
+        for layer in self.layers[:blocks]:
             x = layer(x, mid_lens, mode)
-        x = self.norm_out(x, mode)
-        out_lens = None if lengths is None else torch.div(lengths, s, rounding_mode="floor")
-        return x, out_lens
+        return x, None if lengths is None else torch.div(lengths, s, rounding_mode="floor")
+
+    def upper(self, x: Tensor, out_lens: Tensor | None, mode: str, first_block: int) -> Tensor:
+        """The blocks from `first_block` on and the final norm: x [B, T', D] from
+        `lower(..., blocks=first_block)` -> [B, T', D]."""
+        mid_lens = None if out_lens is None else out_lens * self.stack
+        for layer in self.layers[first_block:]:
+            x = layer(x, mid_lens, mode)
+        return self.norm_out(x, mode)
 
     def init_state(self, batch: int) -> list[Tensor]:
         c = self.cfg

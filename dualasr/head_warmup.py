@@ -27,7 +27,7 @@ from . import MODES
 from .batching import FeatureDataset, collate, length_sorted_batches, pad_rows
 from .checkpoint import load_model, save_checkpoint
 from .data import read_manifest
-from .decoding import greedy_search
+from .decoding import ctc_best_path, greedy_search
 from .loss import ctc_loss, rnnt_loss
 from .metrics import wer
 from .model import Transducer
@@ -43,26 +43,32 @@ def new_parameters(model: Transducer) -> list[nn.Parameter]:
 
 
 @torch.no_grad()
-def cache_body_outputs(model: Transducer, dataset: FeatureDataset, batch_frames: int = 12000) -> list[dict]:
-    """Per utterance {"streaming": [T', D] fp16, "full": [T', D] fp16, "tokens": [U], "text"}: the
-    encoder body's output (before the output stacking) in both modes, eval mode."""
+def cache_body_outputs(model: Transducer, dataset: FeatureDataset, batch_frames: int = 12000,
+                       modes: tuple[str, ...] = MODES, blocks: int | None = None) -> list[dict]:
+    """Per utterance {mode: [T', D] fp16 for each of `modes`, "tokens": [U], "text"}, eval mode:
+    the encoder body's output before the output stacking, or with `blocks` the output of the
+    stem and the lowest `blocks` blocks (`TransformerEncoder.lower`, a frozen lower part)."""
     model.eval()
-    batches = length_sorted_batches([dataset.features(i).shape[0] for i in range(len(dataset))], batch_frames)
+    enc = model.encoder
+    batches = length_sorted_batches(dataset.frame_lengths(), batch_frames)
     cached: list[dict] = [{} for _ in range(len(dataset))]
     t0 = time.time()
     for n, idx in enumerate(batches):
         b = collate([dataset[i] for i in idx])
-        for mode in MODES:
-            x, out_lens = model.encoder.body(b["feats"], b["feat_lens"], mode)
+        for mode in modes:
+            if blocks is None:
+                x, out_lens = enc.body(b["feats"], b["feat_lens"], mode)
+            else:
+                x, out_lens = enc.lower(b["feats"], b["feat_lens"], mode, blocks=blocks)
             for j, i in enumerate(idx):
-                cached[i][mode] = x[j, : int(out_lens[j]) * model.encoder.stack].half()
+                cached[i][mode] = x[j, : int(out_lens[j]) * enc.stack].half()
         for j, i in enumerate(idx):
             cached[i]["tokens"] = b["tokens"][j, : int(b["token_lens"][j])]
             cached[i]["text"] = b["texts"][j]
         if n % 20 == 0:
             print(f"cached {sum(len(b) for b in batches[:n + 1])}/{len(dataset)} utterances ({time.time() - t0:.0f} s)",
                   flush=True)
-    return [c for c in cached if c["tokens"].numel() > 0 and c["full"].shape[0] >= model.encoder.stack]
+    return [c for c in cached if c["tokens"].numel() > 0 and c[modes[0]].shape[0] >= enc.stack]
 
 
 def head_losses(model: Transducer, items: list[dict], ctc_weight: float, rnnt: bool = True) -> dict[str, Tensor]:
@@ -83,12 +89,6 @@ def head_losses(model: Transducer, items: list[dict], ctc_weight: float, rnnt: b
     return out
 
 
-def _ctc_greedy(log_probs: Tensor, length: int) -> list[int]:
-    """Best path of one utterance's CTC output [T, V]: repeats collapsed, blanks dropped."""
-    ids = log_probs[:length].argmax(-1).tolist()
-    return [k for j, k in enumerate(ids) if k and (j == 0 or ids[j - 1] != k)]
-
-
 @torch.no_grad()
 def cached_wer(model: Transducer, items: list[dict], tokenizer: Tokenizer, ctc: bool = False) -> dict[str, float]:
     """Greedy WER (percent) of cached utterances in both modes: RNN-T ("wer_<mode>"), or the CTC
@@ -100,7 +100,7 @@ def cached_wer(model: Transducer, items: list[dict], tokenizer: Tokenizer, ctc: 
         x, lens = pad_rows([it[mode].float() for it in items])
         enc, enc_lens = model.encoder._stack(x), lens // model.encoder.stack
         if ctc:
-            paths = [_ctc_greedy(out, int(n)) for out, n in zip(model.ctc_head(enc), enc_lens)]
+            paths = [ctc_best_path(out, int(n)) for out, n in zip(model.ctc_head(enc), enc_lens)]
         else:
             paths = [h.tokens for h in greedy_search(model, enc, enc_lens)]
         scores[f"{'ctc_' if ctc else ''}wer_{mode}"] = 100.0 * wer(refs, [tokenizer.decode(t) for t in paths])

@@ -8,6 +8,7 @@ import torch
 
 from dualasr import head_warmup as hw
 from dualasr.config import load_config
+from dualasr.decoding import ctc_best_path
 from dualasr.model import Transducer
 
 SMALL = ["model.d_model=64", "model.num_heads=2", "model.num_layers=1", "model.vocab_size=16",
@@ -29,6 +30,9 @@ class _Set:
     def features(self, i: int) -> torch.Tensor:
         return self.items[i]["feats"]
 
+    def frame_lengths(self) -> list[int]:
+        return [it["feats"].shape[0] for it in self.items]
+
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
 
@@ -48,6 +52,27 @@ def test_cache_is_the_encoder_before_its_output_stacking():
                 got = model.encoder._stack(c[mode].float()[None])
             torch.testing.assert_close(got, want, atol=2e-2, rtol=0)  # the cache is float16
         assert torch.equal(c["tokens"], item["tokens"])
+
+
+def test_a_body_split_at_a_block_is_the_body():
+    """`upper(lower(blocks=k), k)` is `body` for every split, in both modes, and the cache of a
+    frozen lower part is `lower`'s output (the frozen-body probe trains the rest on it)."""
+    model = Transducer(load_config("whisper-tiny", [*SMALL, "model.num_layers=3"]).model).eval()
+    data = _Set(5)
+    feats, lens = data.items[0]["feats"][None], torch.tensor([data.items[0]["feats"].shape[0]])
+    with torch.no_grad():
+        for mode in hw.MODES:
+            want, want_lens = model.encoder.body(feats, lens, mode)
+            for k in range(4):
+                x, out_lens = model.encoder.lower(feats, lens, mode, blocks=k)
+                torch.testing.assert_close(model.encoder.upper(x, out_lens, mode, k), want)
+                assert torch.equal(out_lens, want_lens)
+    cached = hw.cache_body_outputs(model, data, modes=("streaming",), blocks=2)
+    for item, c in zip(data.items, cached):
+        with torch.no_grad():
+            want, _ = model.encoder.lower(item["feats"][None], torch.tensor([item["feats"].shape[0]]), "streaming", blocks=2)
+        torch.testing.assert_close(c["streaming"].float(), want[0, : c["streaming"].shape[0]], atol=2e-2, rtol=0)
+        assert "full" not in c
 
 
 def test_new_layers_learn_and_the_body_stays():
@@ -82,7 +107,7 @@ def test_validation_scores_both_heads_in_both_modes():
             for it in cached:
                 enc = model.encoder._stack(it[mode].float()[None])
                 with torch.no_grad():
-                    ids = (hw._ctc_greedy(model.ctc_head(enc)[0], enc.shape[1]) if head == "ctc"
+                    ids = (ctc_best_path(model.ctc_head(enc)[0], enc.shape[1]) if head == "ctc"
                            else greedy_search(model, enc, torch.tensor([enc.shape[1]]))[0].tokens)
                 assert ids  # this seed's random heads emit tokens for every utterance
                 it["text"] = tok.decode(ids)
