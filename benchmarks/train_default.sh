@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The recorded commands of the next built-in model (in training, not shipped yet): the `whisper-tiny`
+# The recorded commands of the built-in model (dualasr/assets/default/model.pt, since stop 29; the
+# same file as the committed resume point benchmarks/resume/whisper-tiny.pt, step 13992): the `whisper-tiny`
 # preset, a dual-mode Transformer started from Whisper tiny.en's encoder, trained jointly in both
 # modes with in-place distillation (see README, "The built-in model").
 #

@@ -20,6 +20,9 @@ from dualasr import MODES
 from dualasr.fileio import atomic_write, user_cache_dir
 
 DEFAULT_MODEL = Path(__file__).parent / "assets" / "default" / "model.pt"
+# The built-in model until stop 29: the 0.96M `tiny` conformer (34 character pieces, stateless
+# predictor), which sherpa-onnx runs as is (the built-in Transformer does not fit its contract).
+TINY_MODEL = Path(__file__).parent / "assets" / "tiny" / "model.pt"
 
 
 def default_checkpoint() -> Path:
@@ -53,7 +56,7 @@ def cached_export(checkpoint: Path, backend: str = "onnxruntime", precision: str
     return out
 
 
-LM_ORDER = 7  # the built-in model's tokens are characters: 7 of them span a word or two
+LM_ORDER = 5  # the built-in model's 256 word pieces: 5 span a word or two (benchmarks/results/lm_oov_penalty.json)
 LM_BEAM = 8  # the beam the runtime's fusion defaults were chosen with (benchmarks/results/lm_fusion.json)
 
 

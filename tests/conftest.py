@@ -146,7 +146,7 @@ def builtin_every_format(tmp_path_factory) -> tuple[subprocess.CompletedProcess,
     """The built-in model exported once through the CLI to every format and precision (the slow
     tier's ExecuTorch int8 and Core ML checks of a 4-layer model read it too)."""
     out = tmp_path_factory.mktemp("builtin") / "all"
-    r, lines = cli_export(out, "onnx,executorch,coreml,sherpa-onnx")
+    r, lines = cli_export(out, "onnx,executorch,coreml")
     return r, lines, out
 
 

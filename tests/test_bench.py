@@ -186,6 +186,17 @@ def test_gate_does_not_compare_runs_with_different_searches():
     assert compare_results(base, _results([_cell("a", 0.1, 10.0)]))[0]
 
 
+def test_gate_does_not_compare_runs_of_different_models():
+    base = _results([_cell("a", 0.1, 10.0)])
+    new = _results([_cell("a", 0.1, 10.0)])
+    base["export"]["source_checkpoint_sha256"] = "a" * 64
+    new["export"]["source_checkpoint_sha256"] = "b" * 64
+    ok, lines = compare_results(new, base)
+    assert not ok and "another model" in lines[0] and "record a new baseline" in lines[0]
+    new["export"]["source_checkpoint_sha256"] = "a" * 64
+    assert compare_results(new, base)[0]
+
+
 def test_gate_reports_cells_that_stopped_running():
     base = _results([_cell("a", 0.1, 10.0), _cell("b", 0.1, 10.0)])
     new = _results([_cell("a", 0.1, 10.0), {**_cell("b", 0.1, 10.0), "status": "error", "reason": "boom"}])

@@ -17,7 +17,7 @@ from dualasr.runtime.cli import default_export_dir
 from dualasr.runtime.lm import LMError, OovPenalty, TokenNgramLM
 from dualasr.tokenizer import Tokenizer
 
-EXPORT = default_export_dir()
+EXPORT = default_export_dir()  # the built-in model's shipped export
 SENTENCE = "please enter your account number followed by the pound key"  # what speech_wav says
 RNG = np.random.default_rng(0)
 TOY = [list(RNG.integers(0, 6, size=RNG.integers(1, 9))) for _ in range(200)] + [[1, 2, 3]] * 50
@@ -26,6 +26,23 @@ TOY = [list(RNG.integers(0, 6, size=RNG.integers(1, 9))) for _ in range(200)] + 
 @pytest.fixture(scope="module")
 def tokenizer() -> Tokenizer:
     return Tokenizer(EXPORT / "tokenizer.model")
+
+
+@pytest.fixture(scope="module")
+def weak_export(tmp_path_factory) -> Path:
+    """The `tiny` character model's ONNX export: it misspells speech_wav's sentence, which leaves
+    the LM something to correct (the built-in model gets it right without one)."""
+    from dualasr.demo import TINY_MODEL
+    from dualasr.export.exporter import export_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny") / "export"
+    export_checkpoint(TINY_MODEL, out, ["onnx"], ["none"], [320])
+    return out
+
+
+@pytest.fixture(scope="module")
+def weak_tokenizer(weak_export) -> Tokenizer:
+    return Tokenizer(weak_export / "tokenizer.model")
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 5])
@@ -90,13 +107,15 @@ def sentence_lm(tokenizer) -> TokenNgramLM:
 
 
 @pytest.mark.parametrize("mode", ["streaming", "full"])
-def test_fusion_at_weight_zero_is_plain_beam_search_and_the_lm_steers(speech_wav, sentence_lm, mode):
+def test_fusion_at_weight_zero_is_plain_beam_search_and_the_lm_steers(speech_wav, weak_export, weak_tokenizer, mode):
+    sentence_lm = TokenNgramLM.train([weak_tokenizer.encode(SENTENCE)] * 20, weak_tokenizer.vocab_size, order=5,
+                                     tokenizer_sha256=weak_tokenizer.sha256)
     samples = load_audio(speech_wav)
-    plain = Recognizer(EXPORT, mode=mode, decoding="beam").recognize(samples, 16000)
-    zero = Recognizer(EXPORT, mode=mode, decoding="beam", lm=sentence_lm, lm_weight=0.0,
+    plain = Recognizer(weak_export, mode=mode, decoding="beam").recognize(samples, 16000)
+    zero = Recognizer(weak_export, mode=mode, decoding="beam", lm=sentence_lm, lm_weight=0.0,
                       lm_token_bonus=0.0).recognize(samples, 16000)
     assert zero.token_ids == plain.token_ids
-    fused = Recognizer(EXPORT, mode=mode, decoding="beam", lm=sentence_lm, lm_weight=0.5,
+    fused = Recognizer(weak_export, mode=mode, decoding="beam", lm=sentence_lm, lm_weight=0.5,
                        lm_token_bonus=1.0).recognize(samples, 16000)
     assert wer([SENTENCE], [fused.text]) < wer([SENTENCE], [plain.text])
 
@@ -143,21 +162,21 @@ def test_oov_penalty_follows_words_across_pieces():
     assert oov.starts_word.tolist() == [False, True, False, False, True, False]
 
 
-def test_oov_penalty_keeps_spellings_to_the_lm_texts_words(speech_wav, tokenizer):
+def test_oov_penalty_keeps_spellings_to_the_lm_texts_words(speech_wav, weak_export, weak_tokenizer):
     # The LM knows the sentence's words only: a large OOV penalty turns misspellings into its words
     # (where the beam holds them: "accont" -> "account").
-    lm = TokenNgramLM.train([tokenizer.encode(SENTENCE)] * 20, tokenizer.vocab_size, order=5,
-                            tokenizer_sha256=tokenizer.sha256, words=SENTENCE.split())
+    lm = TokenNgramLM.train([weak_tokenizer.encode(SENTENCE)] * 20, weak_tokenizer.vocab_size, order=5,
+                            tokenizer_sha256=weak_tokenizer.sha256, words=SENTENCE.split())
     samples = load_audio(speech_wav)
     outside = {}
     for penalty in (0.0, -20.0):
-        rec = Recognizer(EXPORT, mode="full", decoding="beam", beam=8, lm=lm, lm_weight=0.1, lm_token_bonus=0.5,
+        rec = Recognizer(weak_export, mode="full", decoding="beam", beam=8, lm=lm, lm_weight=0.1, lm_token_bonus=0.5,
                          lm_oov_penalty=penalty)
         assert rec.lm_oov_penalty == penalty
         outside[penalty] = [w for w in rec.recognize(samples, 16000).text.split() if w not in lm.words]
     assert len(outside[-20.0]) < len(outside[0.0]), outside
-    no_words = TokenNgramLM.train([tokenizer.encode(SENTENCE)], tokenizer.vocab_size, order=3)
-    assert Recognizer(EXPORT, decoding="beam", lm=no_words).lm_oov_penalty == 0.0  # a format-2 file: off
+    no_words = TokenNgramLM.train([weak_tokenizer.encode(SENTENCE)], weak_tokenizer.vocab_size, order=3)
+    assert Recognizer(weak_export, decoding="beam", lm=no_words).lm_oov_penalty == 0.0  # a format-2 file: off
 
 
 def _dualasr(*args: str) -> subprocess.CompletedProcess:

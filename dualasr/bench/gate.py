@@ -33,6 +33,11 @@ def compare_results(new: dict, base: dict, max_rel: float = 0.10, max_wer_points
     if searches[0] != searches[1]:
         return False, [f"regression gate: not compared: the baseline searched with {searches[0]}, this run with "
                        f"{searches[1]}; compare runs made with the same --decoding/--beam/--lm options"]
+    # Another model gives other WER, RTF and size by design: nothing to gate either.
+    models = [r.get("export", {}).get("source_checkpoint_sha256") for r in (base, new)]
+    if None not in models and models[0] != models[1]:
+        return False, [f"regression gate: not compared: the baseline benched another model (checkpoint sha256 "
+                       f"{models[0][:16]}…, this run {models[1][:16]}…); record a new baseline from this export"]
     base_ok = {c["id"]: c for c in base["cells"] if c.get("status") == "ok"}
     new_all = {c["id"]: c for c in new["cells"]}
     problems: list[str] = []
