@@ -27,13 +27,7 @@ from dualasr.data import read_manifest
 from dualasr.head_warmup import restart_from_pretrained
 from dualasr.model import Transducer
 from dualasr.tokenizer import Tokenizer
-
-
-def restored_names(model: Transducer, blocks: int) -> list[str]:
-    """The parameters and buffers taken from Whisper: the stem and the lowest `blocks` blocks
-    except their streaming-mode norms (the same split as dualasr.train.freeze_lower_body)."""
-    lower = ("encoder.subsampling.",) + tuple(f"encoder.layers.{i}." for i in range(blocks))
-    return [k for k in model.state_dict() if k.startswith(lower) and ".streaming." not in k]
+from dualasr.train import in_lower_body
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         whisper.load_state_dict(trained.state_dict())  # the input statistics the projection is fitted under
         residual = restart_from_pretrained(whisper, FeatureDataset(utts[: args.fit_utts * 10], Tokenizer(tok_path)),
                                            max_utts=args.fit_utts)
-        state = trained.state_dict()
-        names = restored_names(trained, args.blocks)
-        state.update({k: whisper.state_dict()[k] for k in names})
+        # What train.frozen_blocks keeps: the stem and the lowest blocks, streaming norms excepted.
+        state, pretrained = trained.state_dict(), whisper.state_dict()
+        names = [k for k in state if in_lower_body(k, args.blocks)]
+        state.update({k: pretrained[k] for k in names})
         trained.load_state_dict(state)
         training_state = dict(read_checkpoint(args.checkpoint).get("training_state", {}))
         training_state["restored_from_whisper"] = {"blocks": args.blocks, "tensors": len(names),

@@ -184,6 +184,13 @@ def feature_stats(dataset: FeatureDataset, max_utts: int = 1000) -> tuple[Tensor
     return mean.float(), std.float()
 
 
+def in_lower_body(name: str, blocks: int) -> bool:
+    """Whether parameter or buffer `name` belongs to the transformer encoder's stem or its lowest
+    `blocks` blocks, streaming-mode norms excepted: what train.frozen_blocks keeps as it starts."""
+    lower = ("encoder.subsampling.",) + tuple(f"encoder.layers.{i}." for i in range(blocks))
+    return name.startswith(lower) and ".streaming." not in name
+
+
 def freeze_lower_body(model: Transducer, blocks: int) -> None:
     """train.frozen_blocks: the transformer encoder's stem and its lowest `blocks` blocks keep the
     weights the run starts with; only those blocks' streaming-mode norms train (the streaming path
@@ -195,9 +202,8 @@ def freeze_lower_body(model: Transducer, blocks: int) -> None:
     if model.cfg.encoder != "transformer" or blocks > model.cfg.num_layers:
         raise ValueError(f"train.frozen_blocks={blocks} needs the transformer encoder with at least that many "
                          f"layers (model.encoder={model.cfg.encoder!r}, model.num_layers={model.cfg.num_layers})")
-    frozen = ("encoder.subsampling.",) + tuple(f"encoder.layers.{i}." for i in range(blocks))
     for name, p in model.named_parameters():
-        if name.startswith(frozen) and ".streaming." not in name:
+        if in_lower_body(name, blocks):
             p.requires_grad_(False)
 
 
