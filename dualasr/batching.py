@@ -50,17 +50,27 @@ class FeatureDataset(Dataset):
     def features(self, i: int) -> torch.Tensor:
         if i in self._feats:
             return self._feats[i]
-        wave = torch.from_numpy(load_audio(self.utts[i].audio))
-        feats = compute_fbank(wave) if self.fbank_cfg is None else compute_fbank(wave, self.fbank_cfg)
+        feats = torch.from_numpy(_features_of((self.utts[i].audio, self.fbank_cfg)))
         if self.cache:
             self._feats[i] = feats
         return feats
 
-    def precompute(self) -> None:
+    def precompute(self, jobs: int = 1) -> None:
         """Fill the cache in this process. Do it before building a DataLoader with
         workers: forked workers then share it, instead of each refilling its own copy
-        (which dies with the worker at the end of every epoch)."""
-        for i in range(len(self.utts)):
+        (which dies with the worker at the end of every epoch). `jobs` > 1 decodes and
+        computes features in that many processes, so that a GPU does not wait through a
+        first epoch of audio decoding; start them before CUDA is initialized (they fork)."""
+        todo = [i for i in range(len(self.utts)) if i not in self._feats]
+        if jobs > 1 and len(todo) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            work = [(self.utts[i].audio, self.fbank_cfg) for i in todo]
+            with ProcessPoolExecutor(jobs) as pool:
+                for i, feats in zip(todo, pool.map(_features_of, work, chunksize=16)):
+                    self._feats[i] = torch.from_numpy(feats)
+            return
+        for i in todo:
             self._feats[i] = self.features(i)  # stored even with cache=False: asked for
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -78,6 +88,13 @@ class FeatureDataset(Dataset):
             else:
                 out.append(int(self.features(i).shape[0]))
         return out
+
+
+def _features_of(item: tuple[str, FbankConfig | None]):
+    """One utterance's fbank [T, 80] as a numpy array (picklable: FeatureDataset.precompute's worker)."""
+    audio, fbank_cfg = item
+    wave = torch.from_numpy(load_audio(audio))
+    return (compute_fbank(wave) if fbank_cfg is None else compute_fbank(wave, fbank_cfg)).numpy()
 
 
 class DurationBucketSampler(Sampler[list[int]]):

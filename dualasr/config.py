@@ -82,6 +82,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision where a GPU is present
     cpu_bf16: bool = False  # bfloat16 autocast on a CPU with native bf16 matmuls (AVX512-BF16/AMX): ~1.8x faster
     num_workers: int = 0
+    feature_jobs: int = 0  # processes computing every training utterance's features before step 1 (0: lazily)
 
 
 @dataclass

@@ -359,6 +359,8 @@ def _build_run(cfg: Config, out_dir: Path, dd: _Dist, dev: torch.device) -> _Run
     tokenizer = _prepare_tokenizer(cfg, out_dir, train_utts, dd)
     cfg.model.vocab_size = tokenizer.vocab_size  # a small corpus may give fewer pieces than asked
     train_set = FeatureDataset(train_utts, tokenizer)
+    if tc.feature_jobs > 0:  # before the model touches a GPU: the workers fork
+        train_set.precompute(tc.feature_jobs)
     torch.manual_seed(tc.seed)
     model = Transducer(cfg.model).to(dev)
     freeze_lower_body(model, tc.frozen_blocks)

@@ -315,6 +315,9 @@ def test_feature_dataset_and_collate(tmp_path: Path, tokenizer: Tokenizer) -> No
     ds = FeatureDataset(utts, tokenizer)
     ds.precompute()
     assert len(ds) == 3 and len(ds._feats) == 3
+    in_processes = FeatureDataset(utts, tokenizer)
+    in_processes.precompute(jobs=2)  # train.feature_jobs: the same features, computed by workers
+    assert all(torch.equal(in_processes._feats[i], ds._feats[i]) for i in range(3))
     item = ds[0]
     assert item["feats"].ndim == 2 and item["feats"].shape[1] == 80
     assert item["tokens"].dtype == torch.long and tokenizer.decode(item["tokens"].tolist()) == "call the office"
