@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The recorded commands of the built-in model (dualasr/assets/default/model.pt, since stop 29; the
-# same file as the committed resume point benchmarks/resume/whisper-tiny.pt, step 13992): the `whisper-tiny`
-# preset, a dual-mode Transformer started from Whisper tiny.en's encoder, trained jointly in both
-# modes with in-place distillation (see README, "The built-in model").
+# The recorded commands of the built-in model's CPU training (its step 13992, the built-in model of
+# stop 29), which benchmarks/train_gpu.sh continued on a GPU into the built-in model since stop 30
+# (dualasr/assets/default/model.pt, the same file as the committed resume point
+# benchmarks/resume/whisper-tiny.pt): the `whisper-tiny` preset, a dual-mode Transformer started from
+# Whisper tiny.en's encoder, trained jointly in both modes with in-place distillation (see README,
+# "The built-in model").
 #
 # Data, all offline: the multi-voice TTS corpus (natural WordNet/fortunes sentences and templates,
 # 7 engines, 16+ voices, full augmentation), the Asterisk prompts' training split and the extra real
@@ -13,7 +15,7 @@
 #   RESUME=1 bash benchmarks/train_default.sh        # continue the joint run after an interruption
 #   PROCS=2 ...                                      # step 3 as 2 DDP processes (see PROCS below)
 #   INIT=benchmarks/resume/whisper-tiny.pt bash benchmarks/train_default.sh   # step 3 from the committed
-#       weights (float16, step 13992 of the CPU runs so far; README "The next built-in model")
+#       weights (float16: the CPU runs' step 13992 continued on a GPU; the lr schedule goes on from 13992)
 set -euo pipefail
 OUT=${OUT:-runs/default}
 python -m dualasr.corpus data/mv --recipe multivoice --num-train "${NUM_TRAIN:-12000}" --num-valid 300 \

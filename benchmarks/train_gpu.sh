@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The built-in model's GPU continuation: from the committed resume point (benchmarks/resume/
-# whisper-tiny.pt, step 13992 of the CPU runs of benchmarks/train_default.sh), several recipes at
+# The built-in model's GPU continuation: from INIT (default: the committed resume point,
+# benchmarks/resume/whisper-tiny.pt; see below for the built-in model's own start), several recipes at
 # once on one GPU (an 8M model leaves a GPU mostly idle, so they share it), each for MINUTES, both
 # modes every step with in-place distillation. Writes per recipe RUNS/<name>/ (metrics.jsonl,
 # checkpoints) and, into DEST, <name>.pt: the best checkpoint by the validation WER (held-out
@@ -13,12 +13,18 @@
 # get Kaldi-style 0.9 / 1.1 speed-perturbed copies (benchmarks/speed_perturb.py).
 #
 #   DEST=runs/gpu-out bash benchmarks/train_gpu.sh
+#
+# The built-in model since stop 30 is DEST/soup.pt of that command (MINUTES=6.5) from the step-13992
+# weights, which the resume point held until then:
+#   git show 2669a2b:benchmarks/resume/whisper-tiny.pt > runs/step13992.pt
+#   INIT=runs/step13992.pt DEST=runs/gpu-out MINUTES=6.5 bash benchmarks/train_gpu.sh
 set -euo pipefail
 DATA=${DATA:-data/gpu}
 RUNS=${RUNS:-runs/gpu}
 DEST=${DEST:-$RUNS}
 MINUTES=${MINUTES:-7}
 DEVICE=${DEVICE:-cuda}
+INIT=${INIT:-benchmarks/resume/whisper-tiny.pt}
 PY=${PY:-python3}
 mkdir -p "$RUNS" "$DEST"
 "$PY" benchmarks/speed_perturb.py "$DATA/real_train.jsonl" "$DATA/real_extra.jsonl" "$RUNS/perturbed" --factors 0.9,1.1
@@ -26,7 +32,7 @@ real="$DATA/real_train.jsonl,$RUNS/perturbed/real_train-sp.jsonl"
 extra="$DATA/real_extra.jsonl,$RUNS/perturbed/real_extra-sp.jsonl"
 common=(--config whisper-tiny --device "$DEVICE" --no-progress
   --set data.train="$DATA/train.jsonl,$real,$extra,$extra" --set data.valid="$DATA/real_test.jsonl,$DATA/valid.jsonl"
-  --set train.valid_max_utts=215 --set train.init_from=benchmarks/resume/whisper-tiny.pt
+  --set train.valid_max_utts=215 --set train.init_from="$INIT"
   --set train.schedule_start=13992 --set train.warmup_steps=100 --set train.max_minutes="$MINUTES"
   --set train.max_frames_per_batch="${FRAMES:-48000}" --set train.feature_jobs="${FEATURE_JOBS:-5}"
   --set train.valid_every="${VALID_EVERY:-200}" --set train.checkpoint_every=100000 --set train.log_every=20)
@@ -56,6 +62,5 @@ done
 # The model: the mean of the recipes' best weights and the weights they started from (a "soup" of
 # fine-tunings of one model). Chosen over each recipe and over the mean without the start on the
 # held-out Asterisk prompts + TTS test (benchmarks/results/gpu_continuation*.json).
-[ "$status" = 0 ] && "$PY" benchmarks/average_checkpoints.py --float16 --out "$DEST/soup.pt" "${bests[@]}" \
-  benchmarks/resume/whisper-tiny.pt
+[ "$status" = 0 ] && "$PY" benchmarks/average_checkpoints.py --float16 --out "$DEST/soup.pt" "${bests[@]}" "$INIT"
 exit $status
