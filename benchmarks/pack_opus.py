@@ -52,6 +52,7 @@ def main() -> None:
     total, summary = 0, {}
     for name, manifest, level, count in items:
         utts = read_manifest(manifest)
+        listed = len(utts)
         if count == "fill":
             random.Random(args.seed).shuffle(utts)
         elif count is not None:
@@ -73,7 +74,7 @@ def main() -> None:
             packed.append(replace(u, audio=str(target)))
         write_manifest(args.out / f"{name}.jsonl", packed)
         summary[name] = {"manifest": str(manifest), "opus_level": level, "utterances": len(packed),
-                         "of": len(read_manifest(manifest)), "hours": round(seconds / 3600, 3)}
+                         "of": listed, "hours": round(seconds / 3600, 3)}
         print(f"{name}: {len(packed)} utterances, {seconds / 3600:.2f} h, {total / 1e6:.1f} MB so far", file=sys.stderr)
     if total > budget:
         raise SystemExit(f"error: {total / 1e6:.1f} MB packed, over the {args.budget_mb} MB budget")

@@ -23,18 +23,21 @@ from dualasr.polyphase import resample_poly
 def perturb(manifest: Path, out: Path, factors: list[float]) -> Path:
     folder = out / f"{manifest.stem}-sp"
     folder.mkdir(parents=True, exist_ok=True)
+    # Played `factor` times faster: resampled by 1/factor at the same sample rate.
+    ratios = {factor: Fraction(1 / factor).limit_denominator(100) for factor in factors}
+
+    def scaled(seconds: float | None, ratio: Fraction) -> float | None:
+        return None if seconds is None else round(seconds * float(ratio), 3)
+
     copies = []
     for u in read_manifest(manifest):
         samples = load_audio(u.audio)
-        for factor in factors:
-            # Played `factor` times faster: resample by 1/factor and keep the sample rate.
-            ratio = Fraction(1 / factor).limit_denominator(100)
+        for factor, ratio in ratios.items():
             target = folder / f"{Path(u.audio).stem}-sp{factor:g}.wav"
             if not target.is_file():
                 save_wav(target, resample_poly(samples, ratio.numerator, ratio.denominator).astype("float32"))
-            scale = lambda s: None if s is None else round(s * float(ratio), 3)  # noqa: E731
             copies.append(replace(u, id=f"{u.id}-sp{factor:g}", audio=str(target),
-                                  duration=scale(u.duration), speech_end=scale(u.speech_end)))
+                                  duration=scaled(u.duration, ratio), speech_end=scaled(u.speech_end, ratio)))
     result = out / f"{manifest.stem}-sp.jsonl"
     write_manifest(result, copies)
     return result
