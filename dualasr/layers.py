@@ -68,6 +68,15 @@ class DualModeConv1d(nn.Module):
         mask = torch.zeros(kernel_size)
         mask[: self.left + 1] = 1.0
         self.register_buffer("causal_mask", mask, persistent=False)
+        self.register_buffer("streaming_weight", None)  # set by freeze_streaming_kernel
+
+    def freeze_streaming_kernel(self) -> None:
+        """Keep the streaming kernel (the weight's left taps) as a buffer that `forward_chunk` uses,
+        for exported step graphs: there a slice of the weight is computed on every call, and
+        ExecuTorch's XNNPACK delegate takes only convolutions whose weight is a constant, so the
+        sliced one ran as a portable (reference) convolution. Call it on an export's copy, after
+        training: the buffer does not follow later changes of the weight."""
+        self.streaming_weight = self.weight.detach()[:, :, : self.left + 1].clone()
 
     def forward(self, x: Tensor, mode: str) -> Tensor:
         """x: [B, D_in, T] -> [B, D_out, ceil(T / stride)]"""
@@ -78,7 +87,8 @@ class DualModeConv1d(nn.Module):
         """Streaming on a chunk. x: [B, D_in, C] (C a multiple of the stride), cache: [B, D_in, (k-1)/2]
         the last input frames -> (y [B, D_out, C / stride], new cache)."""
         xx = torch.cat([cache, x], dim=2)
-        y = F.conv1d(xx, self.weight[:, :, : self.left + 1], self.bias, stride=self.stride, groups=self.groups)
+        weight = self.weight[:, :, : self.left + 1] if self.streaming_weight is None else self.streaming_weight
+        y = F.conv1d(xx, weight, self.bias, stride=self.stride, groups=self.groups)
         return y, xx[:, :, xx.shape[2] - self.left :]
 
 

@@ -71,7 +71,7 @@ import torch
 from torch import nn
 
 from dualasr.fileio import atomic_write, user_cache_dir
-from dualasr.export.wrappers import use_batch1_attention, use_stable_layer_norms
+from dualasr.export.wrappers import use_batch1_attention, use_constant_streaming_kernels, use_stable_layer_norms
 
 PRECISIONS = ("fp32", "int8")
 WEIGHTS_TAG = "weights"  # the .ptd file stem every program's external data is tagged with
@@ -496,13 +496,15 @@ def write(
         raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
     export_dir = Path(export_dir)
     # ExecuTorch's layer_norm kernel computes E[x^2] - E[x]^2 and returns NaN on constant frames
-    # (digital silence); export the two-pass StableLayerNorm instead, and attention's batch-1
-    # products, which XNNPACK delegates whole. On a copy (one deepcopy of the dict, so the graphs
-    # keep sharing parameters): the caller's modules stay untouched.
+    # (digital silence); export the two-pass StableLayerNorm instead, attention's batch-1
+    # products and the streaming convs' kernels as constants, which XNNPACK delegates whole. On a
+    # copy (one deepcopy of the dict, so the graphs keep sharing parameters): the caller's modules
+    # stay untouched.
     graphs = copy.deepcopy(graphs)
     for module in graphs.values():
         use_stable_layer_norms(module)
         use_batch1_attention(module)
+        use_constant_streaming_kernels(module)
     rel_dir = f"executorch/{precision}"
     out_dir = export_dir / rel_dir
     out_dir.mkdir(parents=True, exist_ok=True)

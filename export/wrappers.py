@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dualasr.layers import DualModeSelfAttention
+from dualasr.layers import DualModeConv1d, DualModeSelfAttention
 from dualasr.model import Transducer
 
 from .manifest import FbankConfig
@@ -186,6 +186,17 @@ def use_batch1_attention(module: nn.Module) -> int:
     for attention in attentions:
         attention.batch1_products = True
     return len(attentions)
+
+
+def use_constant_streaming_kernels(module: nn.Module) -> int:
+    """Give every DualModeConv1d below `module` its streaming kernel as a constant
+    (DualModeConv1d.freeze_streaming_kernel), in place; returns how many. For ExecuTorch, whose
+    XNNPACK delegate takes only convolutions with constant weights; call it on a copy.
+    """
+    convs = [m for m in module.modules() if isinstance(m, DualModeConv1d)]
+    for conv in convs:
+        conv.freeze_streaming_kernel()
+    return len(convs)
 
 
 def graphs_for(model: Transducer, chunk_ms_list: list[int]) -> dict[str, nn.Module]:

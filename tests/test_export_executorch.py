@@ -274,6 +274,35 @@ def test_norms_do_not_split_the_delegate(tmp_path, monkeypatch, name):
     assert entry["lowered_from_cache"] == [] and entry["self_check_max_abs_diff"][name] < 1e-4
 
 
+class _ConvSteps(torch.nn.Module):
+    """Two streaming conv steps (the Whisper stem's shapes, scaled down) with an op between."""
+
+    def __init__(self):
+        super().__init__()
+        from dualasr.layers import DualModeConv1d
+
+        torch.manual_seed(0)
+        self.conv1, self.conv2 = DualModeConv1d(16, 24, 3), DualModeConv1d(24, 24, 3, stride=2)
+
+    def forward(self, x, cache1, cache2):
+        y, cache1 = self.conv1.forward_chunk(x, cache1)
+        y, cache2 = self.conv2.forward_chunk(torch.relu(y), cache2)
+        return y, cache1, cache2
+
+
+def test_streaming_convs_are_delegated(tmp_path, monkeypatch):
+    """A streaming conv reads only its kernel's left taps; computed in the graph, that slice made
+    the weight non-constant and the conv a portable (reference) op between XNNPACK subgraphs,
+    which made the Whisper stem's 320 ms step 8x slower."""
+    monkeypatch.setenv("DUALASR_LOWERING_CACHE", "off")
+    module = _ConvSteps().eval()
+    example = (torch.randn(1, 16, 8), torch.randn(1, 16, 1), torch.randn(1, 24, 1))
+    entry = etw.write({"steps": module}, {"steps": example}, tmp_path, "fp32", None)
+    assert entry["delegate_partitions"] == {"steps": 1}
+    assert entry["self_check_max_abs_diff"]["steps"] < 1e-5
+    assert module.conv1.streaming_weight is None  # the writer froze the kernels of its own copy
+
+
 def test_lowering_cache_reuses_programs_and_survives_a_broken_entry(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("DUALASR_LOWERING_CACHE", str(cache))
