@@ -29,7 +29,9 @@ wrappers.StableLayerNorm (mean, then the variance of the centered values): Execu
 layer_norm kernel computes E[x^2] - E[x]^2, which goes negative on constant frames (digital
 silence: -15.94 in every fbank bin) and returned NaN. Its means are products with a 1/D vector,
 which XNNPACK delegates whatever the shape, and attention's products are 3-D with reshapes that
-infer the time axis (`wrappers.use_batch1_attention`), so neither splits the delegate; what
+infer the time axis (`wrappers.use_batch1_attention`), so neither splits the delegate, and each
+streaming conv's kernel is a constant (`wrappers.use_constant_streaming_kernels`; XNNPACK takes
+no conv whose weight is computed, and a portable conv is a reference loop); what
 still runs as portable ops is the relative-position bias lookup, the streaming masks and the
 frame-stacking slice (manifest "delegate_partitions" counts the XNNPACK subgraphs per graph).
 
