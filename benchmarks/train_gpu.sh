@@ -26,6 +26,7 @@ MINUTES=${MINUTES:-7}
 DEVICE=${DEVICE:-cuda}
 INIT=${INIT:-benchmarks/resume/whisper-tiny.pt}
 PY=${PY:-python3}
+NAMES=${NAMES:-reg reg-half-lr plain}  # recipes to run (see `recipes` below)
 mkdir -p "$RUNS" "$DEST"
 "$PY" benchmarks/speed_perturb.py "$DATA/real_train.jsonl" "$DATA/real_extra.jsonl" "$RUNS/perturbed" --factors 0.9,1.1
 real="$DATA/real_train.jsonl,$RUNS/perturbed/real_train-sp.jsonl"
@@ -46,7 +47,7 @@ declare -A recipes=(
 )
 export OMP_NUM_THREADS=2
 pids=()
-for name in ${NAMES:-reg reg-half-lr plain}; do
+for name in $NAMES; do
   # shellcheck disable=SC2086  # the overrides are words
   "$PY" -m dualasr.cli train "${common[@]}" ${recipes[$name]} "$@" --out "$RUNS/$name" >"$DEST/$name.log" 2>&1 &
   pids+=($!)
@@ -54,7 +55,7 @@ done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 bests=()
-for name in ${NAMES:-reg reg-half-lr plain}; do
+for name in $NAMES; do
   [ -f "$RUNS/$name/checkpoint-best.pt" ] || continue
   "$PY" benchmarks/average_checkpoints.py --float16 --out "$DEST/$name.pt" "$RUNS/$name/checkpoint-best.pt"
   bests+=("$DEST/$name.pt")
