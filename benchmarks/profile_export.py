@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                                for precision, entry in manifest["artifacts"].get("executorch", {}).items()},
         "delegate_partitions": {f"executorch/{precision}": entry.get("delegate_partitions")
                                 for precision, entry in manifest["artifacts"].get("executorch", {}).items()},
+        "lower_seconds": {f"executorch/{precision}": entry.get("lower_seconds")
+                          for precision, entry in manifest["artifacts"].get("executorch", {}).items()},
     }
     if not args.no_profile:
         stats = pstats.Stats(profiler)

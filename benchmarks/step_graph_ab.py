@@ -55,7 +55,8 @@ def _graphs(export: Path, backends: list[str], full_frames: int | None) -> dict[
             np.zeros(s["shape"], dtype=s["dtype"]) for s in spec["states"]]
     if full_frames:
         dim = m["graphs"]["encoder_full"]["inputs"][0]["shape"][-1]  # [1, T, feature bins]
-        inputs["encoder_full"] = [rng.standard_normal([1, full_frames, dim]).astype(np.float32)]
+        # Own generator: the same features whatever chunk sizes either export has.
+        inputs["encoder_full"] = [np.random.default_rng(1).standard_normal([1, full_frames, dim]).astype(np.float32)]
     found = {}
     for backend in backends:
         for precision, artifact in m["artifacts"].get(backend, {}).items():

@@ -26,6 +26,7 @@ from .layers import (
     GlobalCMVN,
     _valid_mask,
     check_mode,
+    chunk_attention_mask,
     dual_mode_mean,
     sinusoid_table,
     streaming_mean_chunk,
@@ -103,28 +104,29 @@ class ConformerBlock(nn.Module):
         return self.norm_out(x, mode), conv_cache
 
     def forward_chunk(
-        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, conv_cache: Tensor, processed: Tensor
+        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, conv_cache: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x: [B, C, D], key/value caches [B, H, W, D/H], conv_cache [B, D, K]
-        -> (y, keys, values, conv_cache)"""
+        """x: [B, C, D], key/value caches [B, H, W, D/H], conv_cache [B, D, K], mask: the chunk's
+        chunk_attention_mask [B, 1, C, W+C] -> (y, keys, values, conv_cache)"""
         caches = {}
 
         def attend(h: Tensor) -> Tensor:
-            a, caches["key"], caches["value"] = self.attn.forward_chunk_kv(h, key_cache, value_cache, processed)
+            a, caches["key"], caches["value"] = self.attn.forward_chunk_kv(h, key_cache, value_cache, mask)
             return a
 
         y, conv_cache = self._chunk(x, attend, conv_cache)
         return y, caches["key"], caches["value"], conv_cache
 
     def forward_chunk_input_cache(
-        self, x: Tensor, attn_cache: Tensor, conv_cache: Tensor, processed: Tensor
+        self, x: Tensor, attn_cache: Tensor, conv_cache: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The same step caching attention inputs instead (sherpa-onnx's conformer layout).
-        x: [B, C, D], attn_cache: [B, W, D], conv_cache: [B, D, K] -> (y, attn_cache, conv_cache)"""
+        x: [B, C, D], attn_cache: [B, W, D], conv_cache: [B, D, K], mask [B, 1, C, W+C]
+        -> (y, attn_cache, conv_cache)"""
         caches = {}
 
         def attend(h: Tensor) -> Tensor:
-            a, caches["attn"] = self.attn.forward_chunk(h, attn_cache, processed)
+            a, caches["attn"] = self.attn.forward_chunk(h, attn_cache, mask)
             return a
 
         y, conv_cache = self._chunk(x, attend, conv_cache)
@@ -179,9 +181,10 @@ class ConformerEncoder(_DualModeEncoder):
         processed_lens [B] (encoder frames already emitted) -> (out [B, C, D], new state)."""
         keys, values, cached_conv, processed = state
         x, _ = self.subsampling(feats, None, "streaming")
+        mask = chunk_attention_mask(x.shape[1], self.cfg.left_context, processed, x.dtype)
         new_keys, new_values, new_conv = [], [], []
         for i, layer in enumerate(self.layers):
-            x, k, v, c = layer.forward_chunk(x, keys[i], values[i], cached_conv[i].permute(1, 2, 0), processed)
+            x, k, v, c = layer.forward_chunk(x, keys[i], values[i], cached_conv[i].permute(1, 2, 0), mask)
             new_keys.append(k)
             new_values.append(v)
             new_conv.append(c.permute(2, 0, 1))
@@ -193,10 +196,11 @@ class ConformerEncoder(_DualModeEncoder):
         state cached_attn [L, W, B, D], cached_conv [L, K, B, D], processed_lens [B] -> (out, new state)."""
         cached_attn, cached_conv, processed = state
         x, _ = self.subsampling(feats, None, "streaming")
+        mask = chunk_attention_mask(x.shape[1], self.cfg.left_context, processed, x.dtype)
         new_attn, new_conv = [], []
         for i, layer in enumerate(self.layers):
             x, a, c = layer.forward_chunk_input_cache(
-                x, cached_attn[i].permute(1, 0, 2), cached_conv[i].permute(1, 2, 0), processed
+                x, cached_attn[i].permute(1, 0, 2), cached_conv[i].permute(1, 2, 0), mask
             )
             new_attn.append(a.permute(1, 0, 2))
             new_conv.append(c.permute(2, 0, 1))
@@ -354,11 +358,12 @@ class TransformerBlock(nn.Module):
         return x + self.ff(self.norm_ff(x, mode))
 
     def forward_chunk(
-        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, processed: Tensor
+        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """x: [B, C, D], key/value caches [B, H, W, D/H] -> (y, key cache, value cache)"""
+        """x: [B, C, D], key/value caches [B, H, W, D/H], mask: the chunk's chunk_attention_mask
+        [B, 1, C, W+C] -> (y, key cache, value cache)"""
         a, key_cache, value_cache = self.attn.forward_chunk_kv(
-            self.norm_attn(x, "streaming"), key_cache, value_cache, processed
+            self.norm_attn(x, "streaming"), key_cache, value_cache, mask
         )
         x = x + a
         return x + self.ff(self.norm_ff(x, "streaming")), key_cache, value_cache
@@ -451,9 +456,10 @@ class TransformerEncoder(nn.Module):
         x, conv_in, conv_mid = self.subsampling.forward_chunk(
             feats, conv_in.permute(1, 2, 0), conv_mid.permute(1, 2, 0), stem_processed
         )
+        mask = chunk_attention_mask(x.shape[1], self.cfg.left_context, stem_processed, x.dtype)
         new_keys, new_values = [], []
         for i, layer in enumerate(self.layers):
-            x, k, v = layer.forward_chunk(x, keys[i], values[i], stem_processed)
+            x, k, v = layer.forward_chunk(x, keys[i], values[i], mask)
             new_keys.append(k)
             new_values.append(v)
         out = self._stack(self.norm_out(x, "streaming"))

@@ -69,6 +69,7 @@ class DualModeConv1d(nn.Module):
         mask[: self.left + 1] = 1.0
         self.register_buffer("causal_mask", mask, persistent=False)
         self.register_buffer("streaming_weight", None)  # set by freeze_streaming_kernel
+        self.unfolded_chunks = False  # set by use_unfolded_depthwise_chunks (ONNX step graphs)
 
     def freeze_streaming_kernel(self) -> None:
         """Keep the streaming kernel (the weight's left taps) as a buffer that `forward_chunk` uses,
@@ -87,9 +88,23 @@ class DualModeConv1d(nn.Module):
         """Streaming on a chunk. x: [B, D_in, C] (C a multiple of the stride), cache: [B, D_in, (k-1)/2]
         the last input frames -> (y [B, D_out, C / stride], new cache)."""
         xx = torch.cat([cache, x], dim=2)
-        weight = self.weight[:, :, : self.left + 1] if self.streaming_weight is None else self.streaming_weight
-        y = F.conv1d(xx, weight, self.bias, stride=self.stride, groups=self.groups)
+        if self.unfolded_chunks:
+            y = self._depthwise_as_windows(xx, x.shape[2])
+        else:
+            weight = self.weight[:, :, : self.left + 1] if self.streaming_weight is None else self.streaming_weight
+            y = F.conv1d(xx, weight, self.bias, stride=self.stride, groups=self.groups)
         return y, xx[:, :, xx.shape[2] - self.left :]
+
+    def _depthwise_as_windows(self, xx: Tensor, frames: int) -> Tensor:
+        """The streaming depthwise conv of a chunk as (window x taps) products summed over the taps,
+        time-major. Same sums as F.conv1d; for onnxruntime, whose grouped Conv runs one small
+        matrix product per channel, which costs more than the arithmetic on a chunk of a few frames.
+        xx: [B, D, (k-1)/2 + C] cache then chunk -> [B, D, C]"""
+        taps = self.left + 1
+        windows = torch.arange(frames).view(-1, 1) + torch.arange(taps).view(1, -1)  # [C, taps]
+        kernel = self.weight[:, 0, :taps].t()  # [taps, D]
+        y = (xx.permute(2, 0, 1)[windows] * kernel.view(1, taps, 1, -1)).sum(dim=1) + self.bias  # [C, B, D]
+        return y.permute(1, 2, 0)
 
 
 class DualModeDepthwiseConv(DualModeConv1d):
@@ -147,8 +162,18 @@ class DualModeSelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
         self.rel_bias = nn.Embedding(2 * max_rel_pos + 1, num_heads)
         self.dropout = nn.Dropout(dropout)
-        # Set by the ExecuTorch export (batch 1, export.wrappers.use_batch1_attention).
+        # Set by the ExecuTorch export on its copy (export.wrappers): batch-1 products
+        # (use_batch1_attention) and streaming position biases kept as constants
+        # (use_constant_chunk_biases).
         self.batch1_products = False
+        self.keep_chunk_bias = False
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: [B, T, D] -> q, k, v, each [B, T, D]. Slices of the fused projection, not its
+        split: ExecuTorch's XNNPACK delegate takes static slices but not a split, which ended a
+        delegate in every layer of a streaming step."""
+        qkv, d = self.qkv(x), self.qkv.in_features
+        return qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
 
     def _bias(self, rel: Tensor) -> Tensor:
         """rel (query pos - key pos): [Tq, Tk] int64 -> [H, Tq, Tk]"""
@@ -160,13 +185,12 @@ class DualModeSelfAttention(nn.Module):
         return x.view(x.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, allowed: Tensor | None) -> Tensor:
-        """q: [B, Tq, D], k/v: [B, Tk, D], bias: [H, Tq, Tk], allowed: broadcastable to [B, 1, Tq, Tk]
-        or None (every key allowed)."""
+        """q: [B, Tq, D], k/v: [B, Tk, D], bias: broadcastable to [B, H, Tq, Tk] ([H, Tq, Tk] with
+        batch1_products), allowed: broadcastable to [B, 1, Tq, Tk] or None (every key allowed)."""
         return self._attend_heads(q, self._heads(k), self._heads(v), bias, allowed)
 
     def _attend_heads(self, q: Tensor, keys: Tensor, values: Tensor, bias: Tensor, allowed: Tensor | None) -> Tensor:
-        """q: [B, Tq, D]; keys, values: [B, H, Tk, D/H]; bias: [H, Tq, Tk]; allowed: broadcastable
-        to [B, 1, Tq, Tk], or None -> [B, Tq, D]."""
+        """q: [B, Tq, D]; keys, values: [B, H, Tk, D/H]; bias, allowed: as in `_attend` -> [B, Tq, D]"""
         B, _, D = q.shape
         products = self._weighted_values_batch1 if self.batch1_products else self._weighted_values
         y = products(self._heads(q), keys, values, bias, allowed)
@@ -174,8 +198,9 @@ class DualModeSelfAttention(nn.Module):
 
     def _weighted_values(self, queries: Tensor, keys: Tensor, values: Tensor, bias: Tensor,
                          allowed: Tensor | None) -> Tensor:
-        """queries: [B, H, Tq, D/H]; keys, values: [B, H, Tk, D/H] -> [B, H, Tq, D/H]"""
-        scores = torch.matmul(queries, keys.transpose(2, 3)) / math.sqrt(self.head_dim) + bias.unsqueeze(0)
+        """queries: [B, H, Tq, D/H]; keys, values: [B, H, Tk, D/H]; bias: broadcastable to
+        [B, H, Tq, Tk] -> [B, H, Tq, D/H]"""
+        scores = torch.matmul(queries, keys.transpose(2, 3)) / math.sqrt(self.head_dim) + bias
         if allowed is not None:
             scores = scores.masked_fill(torch.logical_not(allowed), MASK_VALUE)
         return torch.matmul(self.dropout(torch.softmax(scores, dim=-1)), values)
@@ -199,7 +224,7 @@ class DualModeSelfAttention(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:
         """x: [B, T, D], lengths: [B] -> [B, T, D]"""
         T = x.shape[1]
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = self._project(x)
         pos = torch.arange(T, device=x.device)
         rel = pos.view(-1, 1) - pos.view(1, -1)
         allowed = None  # full context over one unpadded sequence: every key (no mask ops in the graph)
@@ -210,51 +235,76 @@ class DualModeSelfAttention(nn.Module):
             allowed = valid if allowed is None else torch.logical_and(allowed, valid)
         return self._attend(q, k, v, self._bias(rel), allowed)
 
-    def _chunk_bias_and_mask(self, chunk: int, processed: Tensor) -> tuple[Tensor, Tensor]:
-        """Relative-position bias [H, C, W+C] and allowed mask [B, 1, C, W+C] of one streaming chunk
-        whose keys are the W cached frames followed by the C new ones; processed: [B] int64 frames
-        seen before this chunk (masks the cache while it fills up)."""
-        W = self.left_context
-        qpos = torch.arange(chunk, device=processed.device).view(-1, 1) + W
-        kpos = torch.arange(W + chunk, device=processed.device).view(1, -1)
-        rel = qpos - kpos
-        in_window = torch.logical_and(rel >= 0, rel <= W)  # [C, W+C]
-        # Cache slot j holds a real frame once j >= W - processed; integer compare, no float math.
-        filled = kpos >= (W - processed).view(-1, 1)  # [B, W+C]
-        allowed = torch.logical_and(in_window.unsqueeze(0), filled.unsqueeze(1)).unsqueeze(1)
-        return self._bias(rel), allowed
+    def _chunk_bias(self, chunk: int, mask: Tensor) -> Tensor:
+        """Relative-position bias of one streaming chunk whose keys are the W cached frames followed
+        by the C new ones, plus the chunk's additive mask (`chunk_attention_mask`, [B, 1, C, W+C])
+        -> [B, H, C, W+C]; [H, C, W+C] with batch1_products (batch 1).
 
-    def forward_chunk(self, x: Tensor, cache: Tensor, processed: Tensor) -> tuple[Tensor, Tensor]:
+        With keep_chunk_bias the position part is kept as a buffer per chunk length and read from
+        it from then on: for ExecuTorch, where the bias lookup is a gather that XNNPACK does not
+        delegate (see export.wrappers.use_constant_chunk_biases)."""
+        name = f"chunk_bias_{chunk}"
+        bias = getattr(self, name, None)
+        if bias is None:
+            bias = self._bias(chunk_distances(chunk, self.left_context, mask.device))
+            if self.keep_chunk_bias:
+                self.register_buffer(name, bias.detach().clone())
+        return bias + (mask.flatten(0, 1) if self.batch1_products else mask)
+
+    def forward_chunk(self, x: Tensor, cache: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Streaming on a chunk, caching the attention inputs.
 
         x: [B, C, D]; cache: [B, W, D] the last W attention inputs (W = left_context);
-        processed: [B] int64 frames seen before this chunk.
+        mask: [B, 1, C, W+C] the chunk's `chunk_attention_mask`.
         Returns (y [B, C, D], new cache [B, W, D]).
         """
         C = x.shape[1]
         kv_in = torch.cat([cache, x], dim=1)
-        q, k, v = self.qkv(kv_in).chunk(3, dim=-1)
-        bias, allowed = self._chunk_bias_and_mask(C, processed)
-        y = self._attend(q[:, self.left_context :], k, v, bias, allowed)
+        q, k, v = self._project(kv_in)
+        y = self._attend(q[:, self.left_context :], k, v, self._chunk_bias(C, mask), None)
         return y, kv_in[:, C:]
 
     def forward_chunk_kv(
-        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, processed: Tensor
+        self, x: Tensor, key_cache: Tensor, value_cache: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Streaming on a chunk, caching the projected keys and values, so each frame is projected
         once (exact: the position bias depends only on relative distance). The caches are kept
         split into heads, as the products read them: only the C new frames are rearranged per
         step, not the W cached ones.
 
-        x: [B, C, D]; key_cache, value_cache: [B, H, W, D/H]; processed: [B] int64 frames seen
-        before this chunk. Returns (y [B, C, D], new key cache, new value cache).
+        x: [B, C, D]; key_cache, value_cache: [B, H, W, D/H]; mask: [B, 1, C, W+C] the chunk's
+        `chunk_attention_mask`. Returns (y [B, C, D], new key cache, new value cache).
         """
         C = x.shape[1]
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = self._project(x)
         keys = torch.cat([key_cache, self._heads(k)], dim=2)
         values = torch.cat([value_cache, self._heads(v)], dim=2)
-        bias, allowed = self._chunk_bias_and_mask(C, processed)
-        return self._attend_heads(q, keys, values, bias, allowed), keys[:, :, C:], values[:, :, C:]
+        y = self._attend_heads(q, keys, values, self._chunk_bias(C, mask), None)
+        return y, keys[:, :, C:], values[:, :, C:]
+
+
+def chunk_distances(chunk: int, left_context: int, device: torch.device) -> Tensor:
+    """Query minus key position in one streaming chunk whose keys are the W = left_context cached
+    frames followed by the C new ones -> [C, W+C] int64."""
+    W = left_context
+    return torch.arange(chunk, device=device).view(-1, 1) + W - torch.arange(W + chunk, device=device).view(1, -1)
+
+
+def chunk_attention_mask(chunk: int, left_context: int, processed: Tensor, dtype: torch.dtype) -> Tensor:
+    """Additive attention mask of one streaming chunk whose keys are the W = left_context cached
+    frames followed by the C new ones: 0 where a query may attend the key, MASK_VALUE where not.
+    processed: [B] int64 frames seen before this chunk (masks the cache while it fills up)
+    -> [B, 1, C, W+C]. An encoder computes it once per chunk for all its layers, so an exported
+    step runs this integer arithmetic once, not in every layer (on ExecuTorch each such op
+    splits the XNNPACK delegate)."""
+    W = left_context
+    rel = chunk_distances(chunk, W, processed.device)
+    in_window = torch.logical_and(rel >= 0, rel <= W)  # [C, W+C]
+    # Cache slot j holds a real frame once j >= W - processed; integer compare, no float math.
+    kpos = torch.arange(W + chunk, device=processed.device).view(1, -1)
+    filled = kpos >= (W - processed).view(-1, 1)  # [B, W+C]
+    allowed = torch.logical_and(in_window.unsqueeze(0), filled.unsqueeze(1)).unsqueeze(1)
+    return torch.logical_not(allowed).to(dtype) * MASK_VALUE
 
 
 class FeedForward(nn.Module):

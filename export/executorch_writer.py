@@ -29,11 +29,14 @@ wrappers.StableLayerNorm (mean, then the variance of the centered values): Execu
 layer_norm kernel computes E[x^2] - E[x]^2, which goes negative on constant frames (digital
 silence: -15.94 in every fbank bin) and returned NaN. Its means are products with a 1/D vector,
 which XNNPACK delegates whatever the shape, and attention's products are 3-D with reshapes that
-infer the time axis (`wrappers.use_batch1_attention`), so neither splits the delegate, and each
-streaming conv's kernel is a constant (`wrappers.use_constant_streaming_kernels`; XNNPACK takes
-no conv whose weight is computed, and a portable conv is a reference loop); what
-still runs as portable ops is the relative-position bias lookup, the streaming masks and the
-frame-stacking slice (manifest "delegate_partitions" counts the XNNPACK subgraphs per graph).
+infer the time axis (`wrappers.use_batch1_attention`), so neither splits the delegate. XNNPACK
+also takes no split of the fused q/k/v projection (attention slices it), no conv whose weight
+is computed (each streaming conv's kernel is a constant, `wrappers.use_constant_streaming_kernels`;
+a portable conv is a reference loop) and no gather (a step's relative-position biases are constants,
+`wrappers.use_constant_chunk_biases`; the streaming mask is computed once per chunk, not per
+layer). What still runs as portable ops: the mask, the state's per-layer slices, encoder_full's
+bias lookup and the frame-stacking slice (manifest "delegate_partitions" counts the XNNPACK
+subgraphs per graph).
 
 Lowering cache: ExecuTorch's lowering re-traces every partition through about 17 XNNPACK passes and
 costs minutes on 2 cores, while the same weights are often exported again (more formats, CI jobs,
@@ -73,7 +76,13 @@ import torch
 from torch import nn
 
 from dualasr.fileio import atomic_write, user_cache_dir
-from dualasr.export.wrappers import use_batch1_attention, use_constant_streaming_kernels, use_stable_layer_norms
+from dualasr.export.wrappers import (
+    StreamingEncoderStep,
+    use_batch1_attention,
+    use_constant_chunk_biases,
+    use_constant_streaming_kernels,
+    use_stable_layer_norms,
+)
 
 PRECISIONS = ("fp32", "int8")
 WEIGHTS_TAG = "weights"  # the .ptd file stem every program's external data is tagged with
@@ -498,15 +507,17 @@ def write(
         raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
     export_dir = Path(export_dir)
     # ExecuTorch's layer_norm kernel computes E[x^2] - E[x]^2 and returns NaN on constant frames
-    # (digital silence); export the two-pass StableLayerNorm instead, attention's batch-1
-    # products and the streaming convs' kernels as constants, which XNNPACK delegates whole. On a
-    # copy (one deepcopy of the dict, so the graphs keep sharing parameters): the caller's modules
-    # stay untouched.
+    # (digital silence); export the two-pass StableLayerNorm instead. Attention's batch-1
+    # products, and the streaming convs' kernels and position biases as constants, are what
+    # XNNPACK delegates whole. On a copy (one deepcopy of the dict,
+    # so the graphs keep sharing parameters): the caller's modules stay untouched.
     graphs = copy.deepcopy(graphs)
-    for module in graphs.values():
+    for name, module in graphs.items():
         use_stable_layer_norms(module)
         use_batch1_attention(module)
         use_constant_streaming_kernels(module)
+        if isinstance(module, StreamingEncoderStep):
+            use_constant_chunk_biases(module, tuple(example_inputs[name]))
     rel_dir = f"executorch/{precision}"
     out_dir = export_dir / rel_dir
     out_dir.mkdir(parents=True, exist_ok=True)

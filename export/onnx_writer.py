@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from dualasr.fileio import atomic_write
 
 from .exporter import ExportError, graph_io
+from .wrappers import use_unfolded_depthwise_chunks
 
 __all__ = ["OPSET", "PRECISIONS", "WEIGHTS_FILE", "export_graph", "share_weights", "write"]
 
@@ -518,6 +519,11 @@ def write(
         raise ExportError(f"onnx precision must be one of {PRECISIONS}, got {precision!r}")
     export_dir = Path(export_dir)
     specs = graph_io(graphs, example_inputs)
+    # The step graphs compute depthwise convs as window products (faster in onnxruntime), on a
+    # copy: the caller's modules go on to other writers.
+    graphs = copy.deepcopy(graphs)
+    for module in graphs.values():
+        use_unfolded_depthwise_chunks(module)
     models = {name: export_graph(m, example_inputs[name], specs[name]) for name, m in graphs.items()}
     if precision == "int8":
         models = {name: quantize_int8(m) for name, m in models.items()}

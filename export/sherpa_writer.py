@@ -50,6 +50,7 @@ depthwise/predictor convs and the embedding stay float.
 
 from __future__ import annotations
 
+import copy
 import io
 import tempfile
 import warnings
@@ -64,7 +65,7 @@ from dualasr.fileio import atomic_write
 
 from .exporter import ExportError
 from .onnx_writer import check_against_torch, fold_static_shapes, int8_description, quantize_int8
-from .wrappers import FRAME_SHIFT_MS, StreamingEncoderStep
+from .wrappers import FRAME_SHIFT_MS, StreamingEncoderStep, use_unfolded_depthwise_chunks
 
 __all__ = [
     "FORMAT_DIR",
@@ -364,8 +365,10 @@ def write_sherpa(
     was_training = model.training
     model.eval()
     try:
+        encoder = copy.deepcopy(model.encoder)  # its depthwise convs as window products, as onnx_writer's
+        use_unfolded_depthwise_chunks(encoder)
         modules = {
-            "encoder": SherpaEncoder(model.encoder, model.joiner.enc_proj, cfg.subsampling).eval(),
+            "encoder": SherpaEncoder(encoder, model.joiner.enc_proj, cfg.subsampling).eval(),
             "decoder": SherpaDecoder(model.predictor, model.joiner.pred_proj).eval(),
             "joiner": SherpaJoiner(model.joiner).eval(),
         }

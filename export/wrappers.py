@@ -199,6 +199,36 @@ def use_constant_streaming_kernels(module: nn.Module) -> int:
     return len(convs)
 
 
+def use_constant_chunk_biases(step: nn.Module, example: tuple[Tensor, ...]) -> int:
+    """Keep, in every DualModeSelfAttention below the streaming step `step`, the relative-position
+    bias of the step's chunk as a constant buffer, in place; returns how many. One run of `step` on
+    `example` records them (each attention sees its own chunk length: encoders subsample
+    differently); the trace that follows reads them as constants instead of a gather per layer,
+    which XNNPACK does not delegate. For ExecuTorch step graphs; call it on a copy.
+    """
+    attentions = [m for m in step.modules() if isinstance(m, DualModeSelfAttention)]
+    for attention in attentions:
+        attention.keep_chunk_bias = True
+    with torch.no_grad():
+        step(*example)
+    for attention in attentions:
+        attention.keep_chunk_bias = False
+    return len(attentions)
+
+
+def use_unfolded_depthwise_chunks(module: nn.Module) -> int:
+    """Switch every depthwise stride-1 DualModeConv1d below `module` to computing a streaming chunk
+    as window x tap products (DualModeConv1d._depthwise_as_windows), in place; returns how many.
+    For onnxruntime step graphs (its grouped Conv is slow on a chunk; XNNPACK's is not, so
+    ExecuTorch keeps the conv); call it on a copy.
+    """
+    convs = [m for m in module.modules() if isinstance(m, DualModeConv1d)
+             and m.stride == 1 and m.groups == m.weight.shape[0] and m.weight.shape[1] == 1]
+    for conv in convs:
+        conv.unfolded_chunks = True
+    return len(convs)
+
+
 def graphs_for(model: Transducer, chunk_ms_list: list[int]) -> dict[str, nn.Module]:
     """Name -> eval-mode graph module, in a stable order."""
     model = model.eval()

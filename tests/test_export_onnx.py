@@ -164,6 +164,18 @@ def test_streaming_steps_carry_no_shape_arithmetic(onnx_export: Path):
             assert "Shape" not in ops, (precision, chunk_ms)
 
 
+def test_streaming_steps_have_no_grouped_conv(onnx_export: Path):
+    """The depthwise convs of a step are window products (DualModeConv1d._depthwise_as_windows):
+    onnxruntime's grouped Conv costs more than the arithmetic on a chunk. The full graph keeps them."""
+    def grouped_convs(graph: str) -> int:
+        path = _graph_paths(onnx_export, "fp32")[graph]
+        nodes = onnx.load(str(path), load_external_data=False).graph.node
+        return sum(1 for n in nodes if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute))
+
+    assert grouped_convs("encoder_full") > 0
+    assert grouped_convs("encoder_streaming_320ms") == 0
+
+
 @pytest.mark.parametrize("frames", [57, 413])
 def test_full_graph_matches_torch(onnx_export: Path, model, frames: int):
     sess = _session(_graph_paths(onnx_export, "fp32")["encoder_full"])

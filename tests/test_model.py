@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from dualasr.config import PRESETS, ModelConfig, load_config
-from dualasr.layers import DualModeDepthwiseConv, DualModeSelfAttention, DualNorm, dual_mode_mean
+from dualasr.export.wrappers import use_unfolded_depthwise_chunks
+from dualasr.layers import (
+    DualModeConv1d,
+    DualModeDepthwiseConv,
+    DualModeSelfAttention,
+    DualNorm,
+    chunk_attention_mask,
+    dual_mode_mean,
+)
 from dualasr.model import Transducer, count_parameters, dual_mode_overhead
 
 
@@ -24,16 +32,26 @@ def test_conv_streaming_is_masked_symmetric_kernel():
     assert conv.causal_mask.tolist() == [1, 1, 1, 0, 0]
 
 
-def test_conv_chunks_equal_whole():
+@pytest.mark.parametrize("unfolded", [False, True], ids=["conv", "window-products"])
+def test_conv_chunks_equal_whole(unfolded):
     torch.manual_seed(0)
     conv = DualModeDepthwiseConv(4, 7)
-    x = torch.randn(1, 4, 30)
-    cache = torch.zeros(1, 4, 3)
+    if unfolded:
+        assert use_unfolded_depthwise_chunks(conv) == 1
+    x = torch.randn(2, 4, 30)
+    cache = torch.zeros(2, 4, 3)
     outs = []
-    for i in range(0, 30, 5):
-        y, cache = conv.forward_chunk(x[:, :, i : i + 5], cache)
+    for i, n in zip((0, 5, 6, 14, 17), (5, 1, 8, 3, 13)):  # chunks of several sizes, 1 frame included
+        y, cache = conv.forward_chunk(x[:, :, i : i + n], cache)
         outs.append(y)
     torch.testing.assert_close(torch.cat(outs, 2), conv(x, "streaming"))
+
+
+def test_only_depthwise_convs_are_unfolded():
+    """The Whisper stem's strided dense convs keep F.conv1d (window products are depthwise only)."""
+    stem = torch.nn.ModuleList([DualModeConv1d(8, 16, 3, stride=2), DualModeDepthwiseConv(16, 5)])
+    assert use_unfolded_depthwise_chunks(stem) == 1
+    assert [c.unfolded_chunks for c in stem] == [False, True]
 
 
 def test_pooling_global_vs_cumulative_mean():
@@ -63,22 +81,34 @@ def test_attention_streaming_sees_left_window_only():
     assert (attn(x2, None, "full")[:, 0] - attn(x, None, "full")[:, 0]).abs().max() > 1e-6
 
 
-def test_attention_batch1_products_equal_batched_ones():
-    """The ExecuTorch export's 3-D products (batch 1) give the batched products' outputs in every
-    path: full and streaming forward, with and without lengths, both chunk caches."""
+def test_attention_export_rewrites_keep_outputs():
+    """The ExecuTorch export's attention rewrites give the original outputs: its 3-D products
+    (batch 1) in every path (full and streaming forward, with and without lengths, both chunk
+    caches), its constant chunk biases in the chunk paths."""
     torch.manual_seed(0)
     attn = DualModeSelfAttention(32, 4, left_context=5, max_rel_pos=8, dropout=0.0).eval()
     x, lengths = torch.randn(1, 17, 32), torch.tensor([11])
-    cache, keys, values, processed = torch.randn(1, 5, 32), torch.randn(1, 4, 5, 8), torch.randn(1, 4, 5, 8), torch.tensor([3])
+    cache, keys, values = torch.randn(1, 5, 32), torch.randn(1, 4, 5, 8), torch.randn(1, 4, 5, 8)
+    mask = chunk_attention_mask(4, 5, torch.tensor([3]), torch.float32)
 
     def outputs():
         with torch.no_grad():
             return [attn(x, lens, mode) for mode in ("full", "streaming") for lens in (None, lengths)] + [
-                *attn.forward_chunk(x[:, :4], cache, processed), *attn.forward_chunk_kv(x[:, :4], keys, values, processed)]
+                *attn.forward_chunk(x[:, :4], cache, mask), *attn.forward_chunk_kv(x[:, :4], keys, values, mask)]
 
     batched = outputs()
     attn.batch1_products = True
     for a, b in zip(outputs(), batched, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    # The ExecuTorch copy's other rewrite: the chunk's position bias kept as a constant (recorded
+    # on one run, read from then on).
+    attn.keep_chunk_bias = True
+    outputs()
+    attn.keep_chunk_bias = False
+    assert attn.chunk_bias_4.shape == (4, 4, 9)
+    with torch.no_grad():
+        attn.rel_bias.weight.add_(1.0)  # a kept bias no longer reads the table
+    for a, b in zip(outputs()[4:], batched[4:], strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="batch 1"):
         attn(torch.randn(2, 17, 32), None, "full")
