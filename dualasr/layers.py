@@ -69,7 +69,7 @@ class DualModeConv1d(nn.Module):
         mask[: self.left + 1] = 1.0
         self.register_buffer("causal_mask", mask, persistent=False)
         self.register_buffer("streaming_weight", None)  # set by freeze_streaming_kernel
-        self.unfolded_chunks = False  # set by use_unfolded_depthwise_chunks (ONNX step graphs)
+        self.unfolded_chunks = False  # depthwise only: set by use_unfolded_depthwise_chunks (ONNX step graphs)
 
     def freeze_streaming_kernel(self) -> None:
         """Keep the streaming kernel (the weight's left taps) as a buffer that `forward_chunk` uses,

@@ -509,8 +509,8 @@ def write(
     # ExecuTorch's layer_norm kernel computes E[x^2] - E[x]^2 and returns NaN on constant frames
     # (digital silence); export the two-pass StableLayerNorm instead. Attention's batch-1
     # products, and the streaming convs' kernels and position biases as constants, are what
-    # XNNPACK delegates whole. On a copy (one deepcopy of the dict,
-    # so the graphs keep sharing parameters): the caller's modules stay untouched.
+    # XNNPACK delegates whole. On a copy (one deepcopy of the dict, so the graphs keep sharing
+    # parameters): the caller's modules stay untouched.
     graphs = copy.deepcopy(graphs)
     for name, module in graphs.items():
         use_stable_layer_norms(module)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dualasr.layers import DualModeConv1d, DualModeSelfAttention
+from dualasr.layers import DualModeConv1d, DualModeDepthwiseConv, DualModeSelfAttention
 from dualasr.model import Transducer
 
 from .manifest import FbankConfig
@@ -217,13 +217,12 @@ def use_constant_chunk_biases(step: nn.Module, example: tuple[Tensor, ...]) -> i
 
 
 def use_unfolded_depthwise_chunks(module: nn.Module) -> int:
-    """Switch every depthwise stride-1 DualModeConv1d below `module` to computing a streaming chunk
-    as window x tap products (DualModeConv1d._depthwise_as_windows), in place; returns how many.
+    """Switch every DualModeDepthwiseConv below `module` to computing a streaming chunk as
+    window x tap products (DualModeConv1d._depthwise_as_windows), in place; returns how many.
     For onnxruntime step graphs (its grouped Conv is slow on a chunk; XNNPACK's is not, so
     ExecuTorch keeps the conv); call it on a copy.
     """
-    convs = [m for m in module.modules() if isinstance(m, DualModeConv1d)
-             and m.stride == 1 and m.groups == m.weight.shape[0] and m.weight.shape[1] == 1]
+    convs = [m for m in module.modules() if isinstance(m, DualModeDepthwiseConv)]
     for conv in convs:
         conv.unfolded_chunks = True
     return len(convs)
