@@ -1,15 +1,16 @@
-"""Two exports' encoder graphs timed side by side (an A/B of a model-code change that alters the
+"""Two exports' streaming graphs timed side by side (an A/B of a model-code change that alters the
 graphs, e.g. their cache layout or how attention is written), 1 thread.
 
     python benchmarks/step_graph_ab.py A_EXPORT B_EXPORT --label-a before --label-b after \
         [--backends onnx,executorch] [--full-seconds 10] --json benchmarks/results/<name>.json
 
 For every backend, graph and precision both exports have (the streaming step graph of each chunk
-size; with --full-seconds, encoder_full on that many seconds of features): the best per-call
-milliseconds of `--repeats` rounds of `--calls` calls, A and B alternating each round so load
-that comes and goes hits both alike, and the max abs difference of their encoder outputs on the
-same features from the initial state (exports of the same weights must agree however the graphs
-are written). onnxruntime runs torch-free; ExecuTorch runs with its Python runtime (XNNPACK).
+size, the predictor on a two-token context; with --full-seconds, encoder_full on that many seconds
+of features): the best per-call milliseconds of `--repeats` rounds of `--calls` calls, A and B
+alternating each round so load that comes and goes hits both alike, and the max abs difference of
+their first outputs (encoder_out, predictor_out) on the same inputs from the initial state
+(exports of the same weights must agree however the graphs are written). onnxruntime runs
+torch-free; ExecuTorch runs with its Python runtime (XNNPACK).
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def _graphs(export: Path, backends: list[str], full_frames: int | None) -> dict[
         features = m["graphs"][spec["graph"]]["inputs"][0]
         inputs[spec["graph"]] = [rng.standard_normal(features["shape"]).astype(np.float32)] + [
             np.zeros(s["shape"], dtype=s["dtype"]) for s in spec["states"]]
+    predictor = m["predictor"]  # a context of real tokens: 1, 2, ...
+    context = np.asarray([list(range(1, predictor["context_size"] + 1))], dtype=np.int64)
+    inputs["predictor"] = [context] + [np.zeros(s["shape"], dtype=s["dtype"]) for s in predictor.get("states", [])]
     if full_frames:
         dim = m["graphs"]["encoder_full"]["inputs"][0]["shape"][-1]  # [1, T, feature bins]
         # Own generator: the same features whatever chunk sizes either export has.
@@ -83,7 +87,7 @@ def compare(a: Path, b: Path, backends: list[str], full_frames: int | None, repe
                 best[i] = min(best[i], (time.perf_counter() - t0) / calls * 1000)
         results[key] = {
             "a_ms": round(best[0], 3), "b_ms": round(best[1], 3), "a_over_b": round(best[0] / best[1], 3),
-            "encoder_out_max_abs_diff": float(np.abs(outs[0] - outs[1]).max()),
+            "output_max_abs_diff": float(np.abs(outs[0] - outs[1]).max()),
         }
         print(key, results[key], flush=True)
     return results

@@ -69,7 +69,6 @@ class DualModeConv1d(nn.Module):
         mask[: self.left + 1] = 1.0
         self.register_buffer("causal_mask", mask, persistent=False)
         self.register_buffer("streaming_weight", None)  # set by freeze_streaming_kernel
-        self.unfolded_chunks = False  # depthwise only: set by use_unfolded_depthwise_chunks (ONNX step graphs)
 
     def freeze_streaming_kernel(self) -> None:
         """Keep the streaming kernel (the weight's left taps) as a buffer that `forward_chunk` uses,
@@ -88,23 +87,12 @@ class DualModeConv1d(nn.Module):
         """Streaming on a chunk. x: [B, D_in, C] (C a multiple of the stride), cache: [B, D_in, (k-1)/2]
         the last input frames -> (y [B, D_out, C / stride], new cache)."""
         xx = torch.cat([cache, x], dim=2)
-        if self.unfolded_chunks:
-            y = self._depthwise_as_windows(xx, x.shape[2])
-        else:
-            weight = self.weight[:, :, : self.left + 1] if self.streaming_weight is None else self.streaming_weight
-            y = F.conv1d(xx, weight, self.bias, stride=self.stride, groups=self.groups)
-        return y, xx[:, :, xx.shape[2] - self.left :]
+        return self._conv_chunk(xx), xx[:, :, xx.shape[2] - self.left :]
 
-    def _depthwise_as_windows(self, xx: Tensor, frames: int) -> Tensor:
-        """The streaming depthwise conv of a chunk as (window x taps) products summed over the taps,
-        time-major. Same sums as F.conv1d; for onnxruntime, whose grouped Conv runs one small
-        matrix product per channel, which costs more than the arithmetic on a chunk of a few frames.
-        xx: [B, D, (k-1)/2 + C] cache then chunk -> [B, D, C]"""
-        taps = self.left + 1
-        windows = torch.arange(frames).view(-1, 1) + torch.arange(taps).view(1, -1)  # [C, taps]
-        kernel = self.weight[:, 0, :taps].t()  # [taps, D]
-        y = (xx.permute(2, 0, 1)[windows] * kernel.view(1, taps, 1, -1)).sum(dim=1) + self.bias  # [C, B, D]
-        return y.permute(1, 2, 0)
+    def _conv_chunk(self, xx: Tensor) -> Tensor:
+        """The streaming kernel over xx: [B, D_in, (k-1)/2 + C] cache then chunk -> [B, D_out, C / stride]"""
+        weight = self.weight[:, :, : self.left + 1] if self.streaming_weight is None else self.streaming_weight
+        return F.conv1d(xx, weight, self.bias, stride=self.stride, groups=self.groups)
 
 
 class DualModeDepthwiseConv(DualModeConv1d):
@@ -112,6 +100,23 @@ class DualModeDepthwiseConv(DualModeConv1d):
 
     def __init__(self, channels: int, kernel_size: int):
         super().__init__(channels, channels, kernel_size, groups=channels)
+        self.unfolded_chunks = False  # set by export.wrappers.use_unfolded_depthwise_convs (ONNX graphs)
+
+    def _conv_chunk(self, xx: Tensor) -> Tensor:
+        if not self.unfolded_chunks:
+            return super()._conv_chunk(xx)
+        kernel = self.weight[:, 0, : self.left + 1].t()  # [taps, D]
+        return (depthwise_conv_windows(xx.permute(2, 0, 1), kernel) + self.bias).permute(1, 2, 0)
+
+
+def depthwise_conv_windows(x: Tensor, kernel: Tensor) -> Tensor:
+    """A depthwise conv (stride 1, no padding) as (window x taps) products summed over the taps,
+    time-major: x [T, ..., D], kernel [taps, D] -> [T - taps + 1, ..., D], out[t] = sum_i x[t + i]
+    kernel[i]. The same sums as F.conv1d; for onnxruntime, whose grouped Conv runs one small
+    matrix product per channel, which costs more than the arithmetic on a few frames."""
+    taps = kernel.shape[0]
+    windows = torch.arange(x.shape[0] - taps + 1).view(-1, 1) + torch.arange(taps).view(1, -1)  # [T', taps]
+    return (x[windows] * kernel.view(1, taps, *[1] * (x.dim() - 2), -1)).sum(dim=1)
 
 
 def dual_mode_mean(x: Tensor, lengths: Tensor | None, mode: str) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .encoder import build_encoder
-from .layers import DualNorm
+from .layers import DualNorm, depthwise_conv_windows
 
 
 class StatelessPredictor(nn.Module):
@@ -26,6 +26,7 @@ class StatelessPredictor(nn.Module):
         self.embedding = nn.Embedding(vocab_size, dim)
         self.conv = nn.Conv1d(dim, dim, kernel_size=context_size, groups=dim, bias=False)
         self.activation = nn.ReLU()
+        self.unfolded_step = False  # set by export.wrappers.use_unfolded_depthwise_convs (ONNX graphs)
 
     def initial_context(self) -> list[int]:
         return [-1] * (self.context_size - 1) + [0]
@@ -53,6 +54,9 @@ class StatelessPredictor(nn.Module):
 
     def step(self, context: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """context: [B, context_size] last tokens -> (out [B, P], [])"""
+        if self.unfolded_step:  # the conv's one output window as tap products (layers.depthwise_conv_windows)
+            out = depthwise_conv_windows(self._embed(context).transpose(0, 1), self.conv.weight[:, 0, :].t())[0]
+            return self.activation(out), []
         return self._run(context)[:, -1], []
 
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from dualasr.fileio import atomic_write
 
 from .exporter import ExportError, graph_io
-from .wrappers import use_unfolded_depthwise_chunks
+from .wrappers import use_unfolded_depthwise_convs
 
 __all__ = ["OPSET", "PRECISIONS", "WEIGHTS_FILE", "export_graph", "share_weights", "write"]
 
@@ -523,7 +523,7 @@ def write(
     # copy: the caller's modules go on to other writers.
     graphs = copy.deepcopy(graphs)
     for module in graphs.values():
-        use_unfolded_depthwise_chunks(module)
+        use_unfolded_depthwise_convs(module)
     models = {name: export_graph(m, example_inputs[name], specs[name]) for name, m in graphs.items()}
     if precision == "int8":
         models = {name: quantize_int8(m) for name, m in models.items()}

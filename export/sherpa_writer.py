@@ -65,7 +65,7 @@ from dualasr.fileio import atomic_write
 
 from .exporter import ExportError
 from .onnx_writer import check_against_torch, fold_static_shapes, int8_description, quantize_int8
-from .wrappers import FRAME_SHIFT_MS, StreamingEncoderStep, use_unfolded_depthwise_chunks
+from .wrappers import FRAME_SHIFT_MS, StreamingEncoderStep, use_unfolded_depthwise_convs
 
 __all__ = [
     "FORMAT_DIR",
@@ -365,11 +365,13 @@ def write_sherpa(
     was_training = model.training
     model.eval()
     try:
-        encoder = copy.deepcopy(model.encoder)  # its depthwise convs as window products, as onnx_writer's
-        use_unfolded_depthwise_chunks(encoder)
+        # Copies whose depthwise convs are window products, as onnx_writer's.
+        encoder, predictor = copy.deepcopy(model.encoder), copy.deepcopy(model.predictor)
+        use_unfolded_depthwise_convs(encoder)
+        use_unfolded_depthwise_convs(predictor)
         modules = {
             "encoder": SherpaEncoder(encoder, model.joiner.enc_proj, cfg.subsampling).eval(),
-            "decoder": SherpaDecoder(model.predictor, model.joiner.pred_proj).eval(),
+            "decoder": SherpaDecoder(predictor, model.joiner.pred_proj).eval(),
             "joiner": SherpaJoiner(model.joiner).eval(),
         }
         io_names = {"encoder": (_ENCODER_IN, _ENCODER_OUT, {"x": 0, "cached_attn": 2, "cached_conv": 2,

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from dualasr.layers import DualModeConv1d, DualModeDepthwiseConv, DualModeSelfAttention
-from dualasr.model import Transducer
+from dualasr.model import StatelessPredictor, Transducer
 
 from .manifest import FbankConfig
 
@@ -216,16 +216,23 @@ def use_constant_chunk_biases(step: nn.Module, example: tuple[Tensor, ...]) -> i
     return len(attentions)
 
 
-def use_unfolded_depthwise_chunks(module: nn.Module) -> int:
-    """Switch every DualModeDepthwiseConv below `module` to computing a streaming chunk as
-    window x tap products (DualModeConv1d._depthwise_as_windows), in place; returns how many.
-    For onnxruntime step graphs (its grouped Conv is slow on a chunk; XNNPACK's is not, so
-    ExecuTorch keeps the conv); call it on a copy.
+def use_unfolded_depthwise_convs(module: nn.Module) -> int:
+    """Switch the depthwise convs of streaming steps below `module` to window x tap products
+    (layers.depthwise_conv_windows), in place; returns how many: every DualModeDepthwiseConv's chunk
+    and the StatelessPredictor's step (its conv over the last tokens). For onnxruntime graphs
+    (its grouped Conv is slow on a few frames; XNNPACK's is not, so ExecuTorch keeps the conv);
+    call it on a copy.
     """
-    convs = [m for m in module.modules() if isinstance(m, DualModeDepthwiseConv)]
-    for conv in convs:
-        conv.unfolded_chunks = True
-    return len(convs)
+    switched = 0
+    for m in module.modules():
+        if isinstance(m, DualModeDepthwiseConv):
+            m.unfolded_chunks = True
+        elif isinstance(m, StatelessPredictor):
+            m.unfolded_step = True
+        else:
+            continue
+        switched += 1
+    return switched
 
 
 def graphs_for(model: Transducer, chunk_ms_list: list[int]) -> dict[str, nn.Module]:

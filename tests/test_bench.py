@@ -197,6 +197,20 @@ def test_gate_does_not_compare_runs_of_different_models():
     assert compare_results(new, base)[0]
 
 
+def test_gate_notes_other_int8_cpu_features():
+    """int8 kernels take other code paths with and without VNNI (or ARM's dot product): the gate
+    says so when the baseline's CPU had other int8 features."""
+    base, new = _results([_cell("a", 0.1, 10.0)]), _results([_cell("a", 0.1, 10.0)])
+    base["machine"]["int8_cpu_features"] = ["avx2"]
+    new["machine"]["int8_cpu_features"] = ["avx2", "avx512f", "avx512_vnni"]
+    ok, lines = compare_results(new, base)
+    assert ok and "int8 timings are not comparable" in lines[0]
+    new["machine"]["int8_cpu_features"] = ["avx2"]
+    assert "int8 timings" not in compare_results(new, base)[1][0]
+    del base["machine"]["int8_cpu_features"]  # an older baseline: nothing recorded, nothing to say
+    assert "int8 timings" not in compare_results(new, base)[1][0]
+
+
 def test_gate_reports_cells_that_stopped_running():
     base = _results([_cell("a", 0.1, 10.0), _cell("b", 0.1, 10.0)])
     new = _results([_cell("a", 0.1, 10.0), {**_cell("b", 0.1, 10.0), "status": "error", "reason": "boom"}])

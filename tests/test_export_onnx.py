@@ -165,8 +165,9 @@ def test_streaming_steps_carry_no_shape_arithmetic(onnx_export: Path):
 
 
 def test_streaming_steps_have_no_grouped_conv(onnx_export: Path):
-    """The depthwise convs of a step are window products (DualModeConv1d._depthwise_as_windows):
-    onnxruntime's grouped Conv costs more than the arithmetic on a chunk. The full graph keeps them."""
+    """The depthwise convs of a step, and the stateless predictor's conv over its context, are
+    window products (layers.depthwise_conv_windows): onnxruntime's grouped Conv costs more than the
+    arithmetic on a few frames. The full graph keeps them."""
     def grouped_convs(graph: str) -> int:
         path = _graph_paths(onnx_export, "fp32")[graph]
         nodes = onnx.load(str(path), load_external_data=False).graph.node
@@ -174,6 +175,7 @@ def test_streaming_steps_have_no_grouped_conv(onnx_export: Path):
 
     assert grouped_convs("encoder_full") > 0
     assert grouped_convs("encoder_streaming_320ms") == 0
+    assert grouped_convs("predictor") == 0
 
 
 @pytest.mark.parametrize("frames", [57, 413])

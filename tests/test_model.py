@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dualasr.config import PRESETS, ModelConfig, load_config
-from dualasr.export.wrappers import use_unfolded_depthwise_chunks
+from dualasr.export.wrappers import use_unfolded_depthwise_convs
 from dualasr.layers import (
     DualModeConv1d,
     DualModeDepthwiseConv,
@@ -13,7 +13,7 @@ from dualasr.layers import (
     chunk_attention_mask,
     dual_mode_mean,
 )
-from dualasr.model import Transducer, count_parameters, dual_mode_overhead
+from dualasr.model import StatelessPredictor, Transducer, count_parameters, dual_mode_overhead
 
 
 def test_conv_streaming_is_masked_symmetric_kernel():
@@ -37,7 +37,7 @@ def test_conv_chunks_equal_whole(unfolded):
     torch.manual_seed(0)
     conv = DualModeDepthwiseConv(4, 7)
     if unfolded:
-        assert use_unfolded_depthwise_chunks(conv) == 1
+        assert use_unfolded_depthwise_convs(conv) == 1
     x = torch.randn(2, 4, 30)
     cache = torch.zeros(2, 4, 3)
     outs = []
@@ -50,8 +50,19 @@ def test_conv_chunks_equal_whole(unfolded):
 def test_only_depthwise_convs_are_unfolded():
     """The Whisper stem's strided dense convs keep F.conv1d (window products are depthwise only)."""
     stem = torch.nn.ModuleList([DualModeConv1d(8, 16, 3, stride=2), DualModeDepthwiseConv(16, 5)])
-    assert use_unfolded_depthwise_chunks(stem) == 1
-    assert [c.unfolded_chunks for c in stem] == [False, True]
+    assert use_unfolded_depthwise_convs(stem) == 1
+    assert [getattr(c, "unfolded_chunks", False) for c in stem] == [False, True]
+
+
+def test_stateless_predictor_step_as_window_products():
+    """The ONNX predictor's conv over the last tokens, as tap products, computes the same step."""
+    torch.manual_seed(0)
+    predictor = StatelessPredictor(vocab_size=11, dim=6, context_size=3)
+    context = torch.tensor([[-1, -1, 0], [4, 7, 2], [0, 10, 3]])  # the start context included
+    want, _ = predictor.step(context, [])
+    assert use_unfolded_depthwise_convs(predictor) == 1
+    got, _ = predictor.step(context, [])
+    torch.testing.assert_close(got, want)
 
 
 def test_pooling_global_vs_cumulative_mean():

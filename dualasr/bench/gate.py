@@ -65,9 +65,14 @@ def compare_results(new: dict, base: dict, max_rel: float = 0.10, max_wer_points
             problems.append(f"  {cid}: WER {bw:.2f}% -> {nw:.2f}% ({nw - bw:+.2f} points, limit +{max_wer_points:.2f})")
     head = (f"regression gate: {checked} cell(s) compared against the baseline "
             f"(RTF and size: at most +{max_rel * 100:.1f}% relative; WER: at most +{max_wer_points:.2f} points absolute)")
-    if base.get("machine", {}).get("arch") != new.get("machine", {}).get("arch"):
-        head += (f"\n  note: baseline ran on {base.get('machine', {}).get('arch')}, this run on "
-                 f"{new.get('machine', {}).get('arch')}: timings are not comparable across machines")
+    base_machine, new_machine = base.get("machine", {}), new.get("machine", {})
+    if base_machine.get("arch") != new_machine.get("arch"):
+        head += (f"\n  note: baseline ran on {base_machine.get('arch')}, this run on "
+                 f"{new_machine.get('arch')}: timings are not comparable across machines")
+    elif None not in (base_machine.get("int8_cpu_features"), new_machine.get("int8_cpu_features")) and \
+            base_machine["int8_cpu_features"] != new_machine["int8_cpu_features"]:
+        head += (f"\n  note: the baseline's CPU has int8 features {base_machine['int8_cpu_features']}, this one "
+                 f"{new_machine['int8_cpu_features']}: int8 timings are not comparable across the two")
     if checked == 0 and not problems:
         problems.append("  no cell ran in both the baseline and this run: nothing to compare")
     if problems:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .fmt import megabytes, num, signed, times
 from .ratios import ok_cells
+from .run import INT8_CPU_FEATURES
 
 __all__ = ["markdown", "write_markdown"]
 
@@ -128,12 +129,20 @@ def search_description(decoding: dict | None) -> str:
     return text
 
 
+def _features(found: list[str] | None) -> str:
+    """Older results and machines without /proc/cpuinfo say nothing of their CPU features."""
+    if found is None:
+        return "not recorded"
+    return ", ".join(found) or "none of " + "/".join(INT8_CPU_FEATURES)
+
+
 def markdown(results: dict) -> str:
     """The results as a Markdown report: headline ratios, targets, the matrix, compute, skips."""
     r = results
     mach, ex, data = r["machine"], r["export"], r["data"]
     out = [f"# dualasr bench ({r['created']})", "",
-           f"Machine: {mach.get('cpu_model') or '?'} ({mach['arch']}, {mach['cpu_count']} cores), {mach['platform']}, "
+           f"Machine: {mach.get('cpu_model') or '?'} ({mach['arch']}, {mach['cpu_count']} cores; int8 CPU features: "
+           f"{_features(mach.get('int8_cpu_features'))}), {mach['platform']}, "
            f"Python {mach['python']}; load average at start {mach.get('load_avg_at_start')}.  ",
            f"Export: `{ex['dir']}` (chunks {ex.get('chunk_ms')} ms, formats {', '.join(f'{k} {v}' for k, v in ex['formats'].items())}; "
            f"source checkpoint sha256 {str(ex.get('source_checkpoint_sha256'))[:16]}…).  ",

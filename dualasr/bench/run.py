@@ -22,15 +22,25 @@ from .worker import run_worker
 __all__ = ["machine_info", "run_bench"]
 
 
+# CPU features the int8 kernels pick their code paths by (x86: AVX2 alone saturates u8 x s8 products,
+# VNNI does not; ARM: dot product and int8 matmul instructions): the same export's int8 speed and
+# accuracy differ between machines that have them and machines that do not.
+INT8_CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
 def machine_info() -> dict:
     import importlib.metadata
 
     cpu = None
+    features: list[str] | None = None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "cpu model")):
+            key = line.split(":", 1)[0].strip().lower()
+            if cpu is None and key in ("model name", "hardware", "cpu model"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif features is None and key in ("flags", "features"):  # x86 / ARM
+                present = set(line.split(":", 1)[1].split())
+                features = [f for f in INT8_CPU_FEATURES if f in present]
     except OSError:
         pass
     packages = {}
@@ -45,8 +55,8 @@ def machine_info() -> dict:
     except OSError:
         load = None
     return {"platform": platform.platform(), "arch": platform.machine(), "cpu_model": cpu or platform.processor() or None,
-            "cpu_count": all_threads(), "load_avg_at_start": load, "python": platform.python_version(),
-            "packages": packages}
+            "int8_cpu_features": features, "cpu_count": all_threads(), "load_avg_at_start": load,
+            "python": platform.python_version(), "packages": packages}
 
 
 def run_bench(
