@@ -519,8 +519,8 @@ def write(
         raise ExportError(f"onnx precision must be one of {PRECISIONS}, got {precision!r}")
     export_dir = Path(export_dir)
     specs = graph_io(graphs, example_inputs)
-    # The step graphs compute depthwise convs as window products (faster in onnxruntime), on a
-    # copy: the caller's modules go on to other writers.
+    # The step graphs' depthwise convs and the predictor's conv as window products (faster in
+    # onnxruntime), on a copy: the caller's modules go on to other writers.
     graphs = copy.deepcopy(graphs)
     for module in graphs.values():
         use_unfolded_depthwise_convs(module)
