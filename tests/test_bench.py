@@ -197,6 +197,31 @@ def test_gate_does_not_compare_runs_of_different_models():
     assert compare_results(new, base)[0]
 
 
+def test_rounds_take_turns_and_keep_each_cells_fastest(setup, monkeypatch):
+    """--rounds N: N turns over all cells (each a fresh subprocess of --repeat passes), not N in a
+    row for one cell and then the next; every cell keeps its fastest round."""
+    import dualasr.bench.run as bench_run_module
+
+    root, data = setup
+    compute = {"dualasr/onnxruntime/fp32/full/t1": [3.0, 1.0, 2.0], "dualasr/onnxruntime/int8/full/t1": [1.0, 2.0, 3.0]}
+    calls: list[str] = []
+
+    def fake_worker(kind, spec, threads, timeout, work):
+        cid = Cell(**spec["cell"]).id
+        assert kind == "cell" and spec["repeat"] == 2  # --repeat passes within each round
+        cell = _cell(cid, rtf=compute[cid][calls.count(cid)], wer=10.0)
+        cell["metrics"]["compute_s"] = compute[cid][calls.count(cid)]
+        calls.append(cid)
+        return cell
+
+    monkeypatch.setattr(bench_run_module, "run_worker", fake_worker)
+    results = bench_run_module.run_bench(root / "export", data, backends=["onnxruntime"], peers=[], threads=[1],
+                                         modes=["full"], repeat=2, rounds=3, compute_figures=False)
+    assert calls == [*compute] * 3
+    assert {c["id"]: c["metrics"]["compute_s"] for c in results["cells"]} == {cid: min(v) for cid, v in compute.items()}
+    assert results["settings"]["rounds"] == 3
+
+
 def test_gate_notes_other_int8_cpu_features():
     """int8 kernels take other code paths with and without VNNI (or ARM's dot product): the gate
     says so when the baseline's CPU had other int8 features."""

@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-utts", type=int, help="evenly spaced subset of N utterances")
     p.add_argument("--feed-ms", type=float, default=FEED_MS, help="audio piece size fed to the streams (default 100)")
     p.add_argument("--repeat", type=int, default=1, help="timed passes per cell; timings from the fastest (default 1)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="turns over all cells, each a fresh subprocess of --repeat passes; every cell keeps its "
+                        "fastest round, so load that comes and goes hits all cells alike (default 1)")
     p.add_argument("--cell-timeout", type=float, default=1800.0, help="seconds before a cell is abandoned")
     p.add_argument("--no-compute", action="store_true", help="skip FLOP counting and the matmul microbenchmark")
     p.add_argument("--results", help="gate/report an existing results JSON instead of running the matrix")
@@ -68,16 +71,17 @@ def main(args: argparse.Namespace) -> int:
         peers += [b for b in backends if b in PEERS and b not in peers]
         backends = [b for b in backends if b in OUR_BACKENDS]
         chunks = [int(v) for v in args.chunk_ms.split(",")] if args.chunk_ms else None
-        if not 0 < args.feed_ms <= 10_000 or args.repeat < 1 or (args.max_utts is not None and args.max_utts < 1):
-            raise ValueError(f"--feed-ms must be in (0, 10000] ms, --repeat >= 1 and --max-utts >= 1; got "
-                             f"{args.feed_ms:g}, {args.repeat}, {args.max_utts}")
+        if (not 0 < args.feed_ms <= 10_000 or args.repeat < 1 or args.rounds < 1
+                or (args.max_utts is not None and args.max_utts < 1)):
+            raise ValueError(f"--feed-ms must be in (0, 10000] ms, --repeat, --rounds and --max-utts >= 1; got "
+                             f"{args.feed_ms:g}, {args.repeat}, {args.rounds}, {args.max_utts}")
         from dualasr.runtime.cli import decoding_options
 
         results = run_bench(
             args.export_dir, args.data, backends=backends, peers=peers, threads=parse_threads(args.threads),
             precisions=split_list(args.precisions, PRECISIONS, "precisions"),
             modes=split_list(args.modes, MODES, "modes"), chunk_ms=chunks, max_utts=args.max_utts,
-            feed_ms=args.feed_ms, repeat=args.repeat, cell_timeout_s=args.cell_timeout,
+            feed_ms=args.feed_ms, repeat=args.repeat, rounds=args.rounds, cell_timeout_s=args.cell_timeout,
             compute_figures=not args.no_compute, decoding=decoding_options(args), log=say,
         )
         out_json = Path(args.json) if args.json else None

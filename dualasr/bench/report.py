@@ -136,6 +136,15 @@ def _features(found: list[str] | None) -> str:
     return ", ".join(found) or "none of " + "/".join(INT8_CPU_FEATURES)
 
 
+def _timings(settings: dict) -> str:
+    """How the timings were taken (results before --rounds have one round)."""
+    repeat, rounds = settings["repeat"], settings.get("rounds", 1)
+    if rounds == 1:
+        return f"best of {repeat}"
+    passes = "one pass" if repeat == 1 else f"best of {repeat} passes"
+    return f"the fastest of {rounds} rounds ({passes} each), the cells taking turns"
+
+
 def markdown(results: dict) -> str:
     """The results as a Markdown report: headline ratios, targets, the matrix, compute, skips."""
     r = results
@@ -148,7 +157,7 @@ def markdown(results: dict) -> str:
            f"source checkpoint sha256 {str(ex.get('source_checkpoint_sha256'))[:16]}…).  ",
            f"Data: `{data['manifest']}`, {data['utterances']} utterances ({data['selection']}).  ",
            f"Each cell in a fresh subprocess; audio fed in {r['settings']['feed_ms']:.0f} ms pieces with a simulated "
-           f"real-time clock; 1 warm-up utterance; timings best of {r['settings']['repeat']}.  ",
+           f"real-time clock; 1 warm-up utterance; timings {_timings(r['settings'])}.  ",
            f"Our search: {search_description(r['settings'].get('decoding'))}; sherpa-onnx and the peers: their own "
            "greedy search.", ""]
     out += _headline(r["headline"])
