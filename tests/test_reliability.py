@@ -671,6 +671,7 @@ def test_10_bad_arguments_are_one_line_errors(onnx_export, random_checkpoint, sp
         "train --config /etc/passwd": (["train", "--config", "/etc/passwd"], "/etc/passwd is not a JSON config file"),
         "bench --feed-ms -100": ([*bench, "--feed-ms", "-100"], "--feed-ms must be in (0, 10000]"),
         "bench --repeat 0": ([*bench, "--repeat", "0"], "--repeat >= 1"),
+        "bench --rounds 0": ([*bench, "--rounds", "0"], "--rounds >= 1"),
         "demo --limit -5": (["demo", "--limit", "-5"], "--limit must be >= 0"),
     }
     for name, (argv, phrase) in cases.items():

@@ -73,8 +73,8 @@ def main(args: argparse.Namespace) -> int:
         chunks = [int(v) for v in args.chunk_ms.split(",")] if args.chunk_ms else None
         if (not 0 < args.feed_ms <= 10_000 or args.repeat < 1 or args.rounds < 1
                 or (args.max_utts is not None and args.max_utts < 1)):
-            raise ValueError(f"--feed-ms must be in (0, 10000] ms, --repeat, --rounds and --max-utts >= 1; got "
-                             f"{args.feed_ms:g}, {args.repeat}, {args.rounds}, {args.max_utts}")
+            raise ValueError(f"--feed-ms must be in (0, 10000] ms, --repeat >= 1, --rounds >= 1 and --max-utts >= 1; "
+                             f"got {args.feed_ms:g}, {args.repeat}, {args.rounds}, {args.max_utts}")
         from dualasr.runtime.cli import decoding_options
 
         results = run_bench(
