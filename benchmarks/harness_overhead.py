@@ -130,9 +130,9 @@ def main() -> int:
     p.add_argument("--json", required=True, help="results file (a .md beside it)")
     args = p.parse_args()
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    from dualasr.demo import DEFAULT_MODEL
+    from dualasr.runtime.cli import default_export_dir
 
-    exports = {"builtin": DEFAULT_MODEL.parent / "export", "tiny": tiny_export(CACHE / "tiny-export"),
+    exports = {"builtin": default_export_dir(), "tiny": tiny_export(CACHE / "tiny-export"),
                "conformer-s": random_conformer_s(CACHE / "conformer-s-random")}
     results: dict = {"command": " ".join(["python", "benchmarks/harness_overhead.py", *sys.argv[1:]]),
                      "max_utts": args.max_utts, "data": str(DATA.relative_to(ROOT)), "targets_pct": TARGETS,

@@ -35,14 +35,15 @@ def main() -> int:
     import torch
 
     from dualasr.audio import load_audio
-    from dualasr.demo import DEFAULT_MODEL, real_test_set
+    from dualasr.demo import real_test_set
     from dualasr.export import onnx_writer
     from dualasr.export.manifest import artifact_path, load_manifest
     from dualasr.export.verify import relative_error
     from dualasr.features import FbankConfig, compute_fbank
     from dualasr.fileio import atomic_write
+    from dualasr.runtime.cli import default_export_dir
 
-    export = Path(args.export) if args.export else DEFAULT_MODEL.parent / "export"
+    export = Path(args.export) if args.export else default_export_dir()
     manifest = load_manifest(export)
     fp32 = onnx.load(str(artifact_path(manifest, export, manifest["artifacts"]["onnx"]["fp32"]["graphs"]["encoder_full"])))
     utts = real_test_set(args.utterances)

@@ -141,10 +141,11 @@ def run_demo(checkpoint: Path | None = None, limit: int = 0, backend: str = "onn
              precision: str = "fp32", show: int = 5) -> dict[str, dict]:
     """Both test sets (real_eval skipped, with the reason, when its packages are missing).
     Returns {set name: {"utterances": n, "modes": {mode: summary}}}."""
+    from dualasr.runtime.cli import default_export_dir
     from dualasr.runtime.lm import TokenNgramLM
 
     checkpoint = checkpoint or default_checkpoint()
-    shipped = DEFAULT_MODEL.parent / "export"  # the built-in model's ONNX export ships beside it
+    shipped = default_export_dir()  # the built-in model's ONNX export ships beside it
     use_shipped = checkpoint == DEFAULT_MODEL and backend == "onnxruntime" and (shipped / "manifest.json").is_file()
     export_dir = shipped if use_shipped else cached_export(checkpoint, backend, precision)
     test_set = real_test_set()
