@@ -25,6 +25,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from step_graph_ab import onnx_session
+
 
 def per_layer_states(src: Path, dst: Path, states: list[str]) -> int:
     """Write src's graph with each stacked state in `states` split into per-layer inputs/outputs."""
@@ -72,20 +74,11 @@ def per_layer_states(src: Path, dst: Path, states: list[str]) -> int:
     return len(g.node)
 
 
-def _session(path: Path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 class _Stepper:
     """Runs a step graph on a list of feature chunks, feeding its own states back."""
 
     def __init__(self, path: Path):
-        self.session = _session(path)
+        self.session = onnx_session(path)
         self.outputs = [o.name for o in self.session.get_outputs()]
         self.initial = {i.name: np.zeros([1 if isinstance(d, str) else d for d in i.shape],
                                          np.int64 if "int64" in i.type else np.float32)

@@ -24,18 +24,26 @@ from typing import Callable
 
 import numpy as np
 
-def _onnx_runner(path: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
+
+def onnx_session(path: Path):
+    """An onnxruntime CPU session on 1 thread, quiet."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_runner(path: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """inputs in the graph's order -> its first output."""
+    session = onnx_session(path)
     names = [i.name for i in session.get_inputs()]
     return lambda inputs: session.run(None, dict(zip(names, inputs)))[0]
 
 
-def _executorch_runner(pte: Path, ptd: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
+def executorch_runner(pte: Path, ptd: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """inputs in the graph's order -> its first output (ExecuTorch's Python runtime, 1 thread)."""
     import torch
 
     from dualasr.export.executorch_writer import METHOD, execute, load_program
@@ -66,8 +74,8 @@ def _graphs(export: Path, backends: list[str], full_frames: int | None) -> dict[
         for precision, artifact in m["artifacts"].get(backend, {}).items():
             for graph, x in inputs.items():
                 path = export / artifact["graphs"][graph]
-                run = (_onnx_runner(path) if backend == "onnx"
-                       else _executorch_runner(path, export / artifact["weights"]))
+                run = (onnx_runner(path) if backend == "onnx"
+                       else executorch_runner(path, export / artifact["weights"]))
                 found[f"{backend}/{graph}/{precision}"] = (run, x)
     return found
 
