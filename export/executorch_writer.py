@@ -106,6 +106,7 @@ __all__ = [
     "lower_program",
     "merge_ptd",
     "program_key",
+    "prepared_graphs",
     "ptd_keys",
     "run_executorch_graph",
     "write",
@@ -247,6 +248,25 @@ def lower_graph(
 ):
     """nn.Module -> ExecutorchProgramManager: `export_program`, then `lower_program`."""
     return lower_program(export_program(module, example, dynamic_shapes, precision, calib_inputs))
+
+
+def prepared_graphs(graphs: dict[str, nn.Module], example_inputs: dict[str, tuple]) -> dict[str, nn.Module]:
+    """The graphs as this writer exports them, on a copy (one deepcopy of the dict, so the graphs
+    keep sharing parameters): the caller's modules stay untouched.
+
+    ExecuTorch's layer_norm kernel computes E[x^2] - E[x]^2 and returns NaN on constant frames
+    (digital silence), so the two-pass StableLayerNorm replaces it. Attention's batch-1 products,
+    and the streaming convs' kernels and position biases as constants, are what XNNPACK delegates
+    whole.
+    """
+    graphs = copy.deepcopy(graphs)
+    for name, module in graphs.items():
+        use_stable_layer_norms(module)
+        use_batch1_attention(module)
+        use_constant_streaming_kernels(module)
+        if isinstance(module, StreamingEncoderStep):
+            use_constant_chunk_biases(module, tuple(example_inputs[name]))
+    return graphs
 
 
 # ----------------------------------------------------------------------------- lowering cache
@@ -506,18 +526,7 @@ def write(
     if precision not in PRECISIONS:
         raise ValueError(f"executorch precision must be one of {PRECISIONS}, got {precision!r}")
     export_dir = Path(export_dir)
-    # ExecuTorch's layer_norm kernel computes E[x^2] - E[x]^2 and returns NaN on constant frames
-    # (digital silence); export the two-pass StableLayerNorm instead. Attention's batch-1
-    # products, and the streaming convs' kernels and position biases as constants, are what
-    # XNNPACK delegates whole. On a copy (one deepcopy of the dict, so the graphs keep sharing
-    # parameters): the caller's modules stay untouched.
-    graphs = copy.deepcopy(graphs)
-    for name, module in graphs.items():
-        use_stable_layer_norms(module)
-        use_batch1_attention(module)
-        use_constant_streaming_kernels(module)
-        if isinstance(module, StreamingEncoderStep):
-            use_constant_chunk_biases(module, tuple(example_inputs[name]))
+    graphs = prepared_graphs(graphs, example_inputs)
     rel_dir = f"executorch/{precision}"
     out_dir = export_dir / rel_dir
     out_dir.mkdir(parents=True, exist_ok=True)
