@@ -305,9 +305,9 @@ def chunk_attention_mask(chunk: int, left_context: int, processed: Tensor, dtype
     W = left_context
     rel = chunk_distances(chunk, W, processed.device)
     in_window = torch.logical_and(rel >= 0, rel <= W)  # [C, W+C]
-    # Cache slot j holds a real frame once j >= W - processed; integer compare, no float math.
-    kpos = torch.arange(W + chunk, device=processed.device).view(1, -1)
-    filled = kpos >= (W - processed).view(-1, 1)  # [B, W+C]
+    # Key j holds a real frame once j >= W - processed, i.e. once its distance from query 0,
+    # W - j, is <= processed; integer compare, no float math.
+    filled = rel[:1] <= processed.view(-1, 1)  # [B, W+C]
     allowed = torch.logical_and(in_window.unsqueeze(0), filled.unsqueeze(1)).unsqueeze(1)
     return torch.logical_not(allowed).to(dtype) * MASK_VALUE
 

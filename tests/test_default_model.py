@@ -101,9 +101,10 @@ def test_verify_passes_on_the_shipped_export(real_speech):
     from pathlib import Path
 
     from dualasr.export.verify import format_report, verify_export
+    from dualasr.runtime.cli import default_export_dir
 
     utts, _ = real_speech
-    report = verify_export(DEFAULT_MODEL.parent / "export", [Path(u.audio) for u in utts[:6]])
+    report = verify_export(default_export_dir(), [Path(u.audio) for u in utts[:6]])
     assert report["ok"], format_report(report)
     verified = {(c["runtime"], c["precision"], c["metric"]) for c in report["checks"]}
     assert {("onnxruntime", "int8", "relative_error"), ("onnxruntime", "int8", "token_agreement"),

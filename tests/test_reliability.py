@@ -761,14 +761,14 @@ def et_export(builtin_et_export) -> Path:
 def test_3_8_executorch_long_full_mode_and_swapped_graphs(et_export, speech, tmp_path):
     """ExecuTorch's 30 s encoder_full limit is now the window (before: audio > 30 s was refused),
     and its programs' real I/O is checked too."""
-    from dualasr.export.exporter import DEFAULT_CHECKPOINT
     from dualasr.export.manifest import ManifestError
     from dualasr.runtime import Recognizer
+    from dualasr.runtime.cli import default_export_dir
 
     x = np.tile(np.concatenate([speech, np.zeros(4000, np.float32)]), 40)[: 75 * 16000]
     got = Recognizer(et_export, backend="executorch", mode="full").recognize(x, 16000)
     # The shipped ONNX export: same weights, same windows.
-    want = Recognizer(DEFAULT_CHECKPOINT.parent / "export", mode="full").recognize(x, 16000)
+    want = Recognizer(default_export_dir(), mode="full").recognize(x, 16000)
     assert len(want.token_ids) > 50 and got.token_ids == want.token_ids
 
     def swap(d: Path) -> None:
