@@ -12,7 +12,10 @@ Per backend, precision and chunk size, the best per-call milliseconds (`--repeat
 * `full_long_per_chunk`: encoder_full on `--full-seconds` of features, divided by the chunks
   that many seconds hold;
 * `step_batched_per_stream` (ONNX only; the ExecuTorch graphs are batch 1): the step on
-  `--streams` streams at once, divided by the streams.
+  `--streams` streams at once, divided by the streams;
+* `step_without_weight_matmuls` (ONNX fp32): the step with every weight MatMul reduced to one
+  input channel (a Slice, then a [1, N] product): what the step costs besides its weight matmuls
+  (norms, attention's own products, convs, caches, activations), the part int8 cannot speed up.
 
 The streaming/full model-time ratio is step / full_long_per_chunk. It splits into
 step / full_same_length (what the step graph adds: its caches, masks, state inputs and outputs)
@@ -33,6 +36,34 @@ from typing import Callable
 import numpy as np
 
 from step_graph_ab import executorch_runner, onnx_runner
+
+
+def without_weight_matmuls(path: Path) -> bytes:
+    """The ONNX graph at `path` with each weight MatMul x @ W[K, N] replaced by x[..., :1] @ W[:1]:
+    the same output shapes and every other op as before, the weight products nearly free."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from dualasr.export.onnx_writer import weight_matmuls
+
+    model = onnx.load(str(path))
+    g = model.graph
+    weights = {t.name: t for t in g.initializer}
+    targets = {n.name for n in weight_matmuls(model)}
+    g.initializer.extend(numpy_helper.from_array(np.array([v], np.int64), name)
+                         for name, v in (("first_channel", 0), ("one_channel", 1), ("last_axis", -1)))
+    nodes = []
+    for n in g.node:
+        if n.name in targets:
+            row = n.input[1] + "_first_row"
+            g.initializer.append(numpy_helper.from_array(numpy_helper.to_array(weights[n.input[1]])[:1].copy(), row))
+            nodes.append(helper.make_node("Slice", [n.input[0], "first_channel", "one_channel", "last_axis"],
+                                          [n.name + "_first_channel"], name=n.name + "_slice"))
+            n.input[0], n.input[1] = n.name + "_first_channel", row
+        nodes.append(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    return model.SerializeToString()
 
 
 def _states(spec: dict, streams: int) -> list[np.ndarray]:
@@ -70,6 +101,10 @@ def cells(export: Path, backends: list[str], full_frames: int, streams: int) -> 
                 if backend == "onnx" and streams > 1:
                     batch = np.repeat(features, streams, axis=0)
                     found[f"{key}/step_batched_per_stream"] = (step, [batch, *_states(spec, streams)], streams)
+                if backend == "onnx" and precision == "fp32":
+                    found[f"{key}/step_without_weight_matmuls"] = (
+                        onnx_runner(without_weight_matmuls(export / artifact["graphs"][spec["graph"]])),
+                        [features, *_states(spec, 1)], 1)
     return found
 
 
@@ -88,14 +123,24 @@ def measure(found: dict, repeats: int, calls: int) -> dict[str, float]:
 
 
 def ratios(ms: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Per backend/precision/chunk: the streaming/full model-time ratio and its two factors."""
+    """Per backend/precision/chunk: the streaming/full model-time ratio and its two factors; for
+    ONNX, the share of the fp32 step outside its weight matmuls and, per precision, how much
+    faster int8 runs the step and its weight matmuls (the step less that fp32 remainder)."""
     out = {}
     for key in sorted({k.rsplit("/", 1)[0] for k in ms}):
+        backend, precision, chunk = key.split("/")
         step, same, long = ms[f"{key}/step"], ms[f"{key}/full_same_length"], ms[f"{key}/full_long_per_chunk"]
         row = {"streaming_over_full": round(step / long, 3), "step_over_full_same_length": round(step / same, 3),
                "full_same_length_over_full_long": round(same / long, 3)}
         if f"{key}/step_batched_per_stream" in ms:
             row["batched_streaming_over_full"] = round(ms[f"{key}/step_batched_per_stream"] / long, 3)
+        rest = ms.get(f"{backend}/fp32/{chunk}/step_without_weight_matmuls")
+        if rest is not None:
+            step_fp32 = ms[f"{backend}/fp32/{chunk}/step"]
+            row["fp32_step_share_outside_weight_matmuls"] = round(rest / step_fp32, 3)
+            if precision != "fp32":
+                row["step_speedup_over_fp32"] = round(step_fp32 / step, 3)
+                row["weight_matmul_speedup_over_fp32"] = round((step_fp32 - rest) / (step - rest), 3)
         out[key] = row
         print(key, row, flush=True)
     return out

@@ -25,17 +25,17 @@ from typing import Callable
 import numpy as np
 
 
-def onnx_session(path: Path):
-    """An onnxruntime CPU session on 1 thread, quiet."""
+def onnx_session(path: Path | bytes):
+    """An onnxruntime CPU session on 1 thread, quiet (path: a file, or a serialized model)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def onnx_runner(path: Path) -> Callable[[list[np.ndarray]], np.ndarray]:
+def onnx_runner(path: Path | bytes) -> Callable[[list[np.ndarray]], np.ndarray]:
     """inputs in the graph's order -> its first output."""
     session = onnx_session(path)
     names = [i.name for i in session.get_inputs()]
