@@ -35,7 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from step_graph_ab import executorch_runner, onnx_runner
+from dualasr.fileio import atomic_write
+from step_graph_ab import executorch_runner, onnx_runner, runtime_versions
 
 
 def without_weight_matmuls(path: Path) -> bytes:
@@ -156,23 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=10, help="calls per round")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    import onnxruntime
-
-    found = cells(args.export, args.backends.split(","), round(args.full_seconds * 100), args.streams)
+    backends = args.backends.split(",")
+    found = cells(args.export, backends, round(args.full_seconds * 100), args.streams)
     ms = measure(found, args.repeats, args.calls)
     out = {
         "command": "python benchmarks/chunk_cost.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "export": str(args.export), "onnxruntime": onnxruntime.__version__, "threads": 1,
+        "export": str(args.export), **runtime_versions(["onnx", *backends]), "threads": 1,
         "full_seconds": args.full_seconds, "streams": args.streams, "repeats": args.repeats, "calls": args.calls,
         "ms_per_chunk": ms, "ratios": ratios(ms),
     }
-    if "executorch" in args.backends:
-        from importlib.metadata import version
-
-        out["executorch"] = version("executorch")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        atomic_write(args.json, json.dumps(out, indent=1) + "\n")
     return 0
 
 

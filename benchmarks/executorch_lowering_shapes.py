@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from dualasr.checkpoint import load_model
     from dualasr.export.executorch_writer import Lowered, dynamic_shapes_for, export_program, lower_program, prepared_graphs
     from dualasr.export.exporter import _resolve_checkpoint, example_inputs_for, graphs_for
+    from dualasr.fileio import atomic_write
 
     torch.set_num_threads(1)
     model = load_model(_resolve_checkpoint(None))[0]
@@ -64,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "executorch": version("executorch"), "threads": 1, "results": results,
     }
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        atomic_write(args.json, json.dumps(out, indent=1) + "\n")
     return 0
 
 

@@ -24,6 +24,16 @@ from typing import Callable
 
 import numpy as np
 
+from dualasr.fileio import atomic_write
+
+
+def runtime_versions(backends: list[str]) -> dict[str, str]:
+    """The versions of the runtimes a record's timings come from."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name, backend in (("onnxruntime", "onnx"), ("executorch", "executorch"))
+            if backend in backends}
+
 
 def onnx_session(path: Path | bytes):
     """An onnxruntime CPU session on 1 thread, quiet (path: a file, or a serialized model)."""
@@ -116,23 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     backends = args.backends.split(",")
     full_frames = round(args.full_seconds * 100) or None
-    import onnxruntime
-
     out = {
         "command": "python benchmarks/step_graph_ab.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "a": {"export": str(args.a), "label": args.label_a},
         "b": {"export": str(args.b), "label": args.label_b},
-        "onnxruntime": onnxruntime.__version__, "threads": 1, "calls_per_round": args.calls,
+        **runtime_versions(["onnx", *backends]), "threads": 1, "calls_per_round": args.calls,
         "repeats": args.repeats, "full_frames": full_frames,
         "results": compare(args.a, args.b, backends, full_frames, args.repeats, args.calls),
     }
-    if "executorch" in backends:
-        from importlib.metadata import version
-
-        out["executorch"] = version("executorch")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        atomic_write(args.json, json.dumps(out, indent=1) + "\n")
     return 0
 
 
