@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from dualasr.checkpoint import load_model
     from dualasr.export.executorch_writer import Lowered, dynamic_shapes_for, export_program, lower_program, prepared_graphs
-    from dualasr.export.exporter import _resolve_checkpoint, example_inputs_for, graphs_for
+    from dualasr.export.exporter import DEFAULT_CHECKPOINT, example_inputs_for, graphs_for
     from dualasr.fileio import atomic_write
 
     torch.set_num_threads(1)
-    model = load_model(_resolve_checkpoint(None))[0]
+    model = load_model(DEFAULT_CHECKPOINT)[0]
     graphs = graphs_for(model, [320])
     examples = example_inputs_for(graphs, model)
     graphs = prepared_graphs(graphs, examples)
