@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from dualasr.fileio import atomic_write
-from step_graph_ab import executorch_runner, onnx_runner, runtime_versions
+from step_graph_ab import executorch_runner, onnx_runner, runtime_versions, zero_states
 
 
 def without_weight_matmuls(path: Path) -> bytes:
@@ -67,16 +67,6 @@ def without_weight_matmuls(path: Path) -> bytes:
     return model.SerializeToString()
 
 
-def _states(spec: dict, streams: int) -> list[np.ndarray]:
-    """Zero states of a streaming graph for `streams` streams (the manifest's shapes are batch 1)."""
-    out = []
-    for s in spec["states"]:
-        shape = list(s["shape"])
-        shape[s["batch_dim"]] = streams
-        out.append(np.zeros(shape, dtype=s["dtype"]))
-    return out
-
-
 def cells(export: Path, backends: list[str], full_frames: int, streams: int) -> dict[str, tuple[Callable, list, float]]:
     """{backend/precision/chunk/cell: (runner, inputs, divisor of the per-call time)}."""
     m = json.loads((export / "manifest.json").read_text())
@@ -86,26 +76,25 @@ def cells(export: Path, backends: list[str], full_frames: int, streams: int) -> 
     found = {}
     for backend in backends:
         for precision, artifact in m["artifacts"].get(backend, {}).items():
-            def runner(graph: str) -> Callable:
-                path = export / artifact["graphs"][graph]
+            def runner(path: Path) -> Callable:
                 return onnx_runner(path) if backend == "onnx" else executorch_runner(path, export / artifact["weights"])
 
-            full = runner("encoder_full")
+            full = runner(export / artifact["graphs"]["encoder_full"])
             for spec in m["streaming"]:
                 frames = spec["chunk_frames"]
                 features = rng.standard_normal([1, frames, dim]).astype(np.float32)
-                step = runner(spec["graph"])
+                step_path = export / artifact["graphs"][spec["graph"]]
+                step, step_inputs = runner(step_path), [features, *zero_states(spec)]
                 key = f"{backend}/{precision}/{spec['chunk_ms']}ms"
-                found[f"{key}/step"] = (step, [features, *_states(spec, 1)], 1)
+                found[f"{key}/step"] = (step, step_inputs, 1)
                 found[f"{key}/full_same_length"] = (full, [features], 1)
                 found[f"{key}/full_long_per_chunk"] = (full, [long_features], full_frames / frames)
                 if backend == "onnx" and streams > 1:
                     batch = np.repeat(features, streams, axis=0)
-                    found[f"{key}/step_batched_per_stream"] = (step, [batch, *_states(spec, streams)], streams)
+                    found[f"{key}/step_batched_per_stream"] = (step, [batch, *zero_states(spec, streams)], streams)
                 if backend == "onnx" and precision == "fp32":
                     found[f"{key}/step_without_weight_matmuls"] = (
-                        onnx_runner(without_weight_matmuls(export / artifact["graphs"][spec["graph"]])),
-                        [features, *_states(spec, 1)], 1)
+                        onnx_runner(without_weight_matmuls(step_path)), step_inputs, 1)
     return found
 
 

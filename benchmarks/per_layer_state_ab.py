@@ -25,7 +25,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from step_graph_ab import onnx_session
+from dualasr.fileio import atomic_write
+from step_graph_ab import onnx_session, runtime_versions
 
 
 def per_layer_states(src: Path, dst: Path, states: list[str]) -> int:
@@ -126,12 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                                 "stacked_over_per_layer": round(best[0] / best[1], 3), "per_layer_nodes": nodes,
                                 "encoder_out_max_abs_diff": diff}
                 print(key, results[key], flush=True)
-    import onnxruntime
-
     record = {"command": " ".join(["python", "benchmarks/per_layer_state_ab.py", *(argv or sys.argv[1:])]),
-              "export": str(args.export), "onnxruntime": onnxruntime.__version__, "threads": 1,
+              "export": str(args.export), **runtime_versions(["onnx"]), "threads": 1,
               "calls_per_round": args.calls, "repeats": args.repeats, "results": results}
-    args.json.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    atomic_write(args.json, json.dumps(record, indent=1) + "\n")
     print(f"results: {args.json}")
     return 0
 

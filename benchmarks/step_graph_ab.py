@@ -35,6 +35,17 @@ def runtime_versions(backends: list[str]) -> dict[str, str]:
             if backend in backends}
 
 
+def zero_states(spec: dict, streams: int = 1) -> list[np.ndarray]:
+    """A streaming graph's initial (zero) states for `streams` streams; spec: a manifest
+    "streaming" entry, whose state shapes are batch 1."""
+    out = []
+    for s in spec["states"]:
+        shape = list(s["shape"])
+        shape[s["batch_dim"]] = streams
+        out.append(np.zeros(shape, dtype=s["dtype"]))
+    return out
+
+
 def onnx_session(path: Path | bytes):
     """An onnxruntime CPU session on 1 thread, quiet (path: a file, or a serialized model)."""
     import onnxruntime as ort
@@ -70,8 +81,7 @@ def _graphs(export: Path, backends: list[str], full_frames: int | None) -> dict[
     inputs: dict[str, list[np.ndarray]] = {}
     for spec in m["streaming"]:
         features = m["graphs"][spec["graph"]]["inputs"][0]
-        inputs[spec["graph"]] = [rng.standard_normal(features["shape"]).astype(np.float32)] + [
-            np.zeros(s["shape"], dtype=s["dtype"]) for s in spec["states"]]
+        inputs[spec["graph"]] = [rng.standard_normal(features["shape"]).astype(np.float32), *zero_states(spec)]
     predictor = m["predictor"]  # a context of real tokens: 1, 2, ...
     context = np.asarray([list(range(1, predictor["context_size"] + 1))], dtype=np.int64)
     inputs["predictor"] = [context] + [np.zeros(s["shape"], dtype=s["dtype"]) for s in predictor.get("states", [])]
