@@ -96,11 +96,12 @@ def read_queen_speech(path: Path = QUEEN_DATA) -> Iterator[tuple[str, str, bytes
         yield stem.lower(), speaker, data[offset:offset + size]
 
 
-def _decode_mp3(mp3: bytes) -> np.ndarray:
+def _decode_mp3(name: str, mp3: bytes) -> np.ndarray:
     out = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1",
                           "-ar", str(SAMPLE_RATE), "pipe:1"], input=mp3, capture_output=True, check=False)
     if out.returncode != 0:
-        raise ValueError(out.stderr.decode(errors="replace").strip() or "ffmpeg failed")
+        raise ValueError(f"{name}: ffmpeg could not decode it ({out.stderr.decode(errors='replace').strip()[:200]}); "
+                         "reinstall flight-of-the-amazon-queen")
     return prepare_samples(np.frombuffer(out.stdout, dtype="<i2"), SAMPLE_RATE, SAMPLE_RATE)
 
 
@@ -216,7 +217,7 @@ def build_pseudo_set(out_dir: str | os.PathLike[str], package_dir: Path = PACKAG
     with open(labels_path, "a", encoding="utf-8") as progress, ThreadPoolExecutor(2) as pool:
         for start in range(0, len(todo), batch):
             part = todo[start:start + batch]
-            samples = list(pool.map(lambda c: _decode_mp3(c[2]), part))
+            samples = list(pool.map(lambda c: _decode_mp3(c[0], c[2]), part))
             rows = []
             for (name, speaker, _), x in zip(part, samples):
                 path = wav_dir / f"{name}.wav"
