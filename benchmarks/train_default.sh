@@ -15,7 +15,16 @@
 #   RESUME=1 bash benchmarks/train_default.sh        # continue the joint run after an interruption
 #   PROCS=2 ...                                      # step 3 as 2 DDP processes (see PROCS below)
 #   INIT=benchmarks/resume/whisper-tiny.pt bash benchmarks/train_default.sh   # step 3 from the committed
-#       weights (float16: the CPU runs' step 13992 continued on a GPU; the lr schedule goes on from 13992)
+#       weights (the lr schedule goes on from 13992)
+#
+# The built-in model since stop 35: the stop-30 model (the CPU runs' step 13992 continued on a GPU,
+# `git show 03f20ce:benchmarks/resume/whisper-tiny.pt > stop30.pt`) trained 2000 more steps with the
+# Whisper-labelled speech of dualasr.pseudolabel listed twice, then averaged with stop30.pt:
+#   python -m dualasr.pseudolabel data/pseudo
+#   OUT=runs/fotaq INIT=stop30.pt THREADS=1 bash benchmarks/train_default.sh --set train.max_steps=2000 \
+#     --set data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/real_train_extra.jsonl,data/pseudo/fotaq.jsonl,data/pseudo/fotaq.jsonl
+#   python benchmarks/average_checkpoints.py --float16 --out model.pt stop30.pt runs/fotaq/joint/checkpoint-latest.pt
+# (benchmarks/results/whisper_tiny_fotaq_vs_control.json; README, "More real speakers".)
 set -euo pipefail
 OUT=${OUT:-runs/default}
 python -m dualasr.corpus data/mv --recipe multivoice --num-train "${NUM_TRAIN:-12000}" --num-valid 300 \
