@@ -31,32 +31,13 @@ from dualasr.features import compute_fbank
 from dualasr.fileio import atomic_write
 from dualasr.metrics import wer
 from dualasr.pretrained import whisper_log_mel, whisper_tiny_en_path
+from dualasr.pseudolabel import WhisperLabeler
 from dualasr.tokenizer import normalize_text
 
 FRAMES_30S = 3000
 
 
-def encode(model, mel: np.ndarray) -> np.ndarray:
-    """mel [80, T] -> Whisper's encoder output [T / 2, 384]."""
-    import ctranslate2
-
-    out = model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32)), to_cpu=True)
-    return np.array(out)[0]
-
-
-def transcribe(model, tokenizer, encoded: np.ndarray) -> str:
-    """encoder output [1500, 384] -> Whisper tiny.en's greedy transcript."""
-    import ctranslate2
-
-    prompt = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|notimestamps|>"])
-    features = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded[None], dtype=np.float32))
-    result = model.generate(features, [prompt], beam_size=1, max_length=224)[0]
-    return tokenizer.decode([t for t in result.sequences_ids[0] if t < 50257])
-
-
 def main() -> None:
-    import ctranslate2
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="a whisper-tiny checkpoint (its stem's input projection)")
     p.add_argument("--data", required=True)
@@ -66,9 +47,7 @@ def main() -> None:
     torch.set_num_threads(1)
     model, _, _ = load_model(args.checkpoint)
     stem = model.encoder.subsampling
-    whisper_dir = whisper_tiny_en_path().parent
-    whisper = ctranslate2.models.Whisper(str(whisper_dir), device="cpu", intra_threads=1)
-    tokenizer = _tokenizer(whisper_dir)
+    whisper = WhisperLabeler(whisper_tiny_en_path().parent, english_only=True, threads=1)
     utts = load_utterances(args.data)[: args.limit or None]
     rows = {"log-mel, 30 s": [], "log-mel, exact": [], "fbank->mel, 30 s": [], "fbank->mel, exact": []}
     refs = []
@@ -88,15 +67,15 @@ def main() -> None:
         mapped_exact = exact.copy()
         mapped_exact[:, 1:m + 1] = mapped[:, :m]
         n_even = n - n % 2
-        padded_out = {"log-mel": encode(whisper, mel_30s), "fbank->mel": encode(whisper, mapped_30s)}
-        exact_out = {"log-mel": encode(whisper, exact[:, :n_even]), "fbank->mel": encode(whisper, mapped_exact[:, :n_even])}
+        padded_out = {"log-mel": whisper.encode(mel_30s), "fbank->mel": whisper.encode(mapped_30s)}
+        exact_out = {"log-mel": whisper.encode(exact[:, :n_even]), "fbank->mel": whisper.encode(mapped_exact[:, :n_even])}
         for feats in ("log-mel", "fbank->mel"):
             # "exact": the utterance's frames encoded alone, then placed over the padded run's
             # output, so the decoder still sees 30 s (alone it never stops: it repeats itself).
             spliced = padded_out[feats].copy()
             spliced[: exact_out[feats].shape[0]] = exact_out[feats]
-            rows[f"{feats}, 30 s"].append(normalize_text(transcribe(whisper, tokenizer, padded_out[feats])))
-            rows[f"{feats}, exact"].append(normalize_text(transcribe(whisper, tokenizer, spliced)))
+            rows[f"{feats}, 30 s"].append(normalize_text(whisper.decode(padded_out[feats][None])[0]))
+            rows[f"{feats}, exact"].append(normalize_text(whisper.decode(spliced[None])[0]))
         refs.append(normalize_text(u.text))
     result = {
         "command": "python benchmarks/whisper_frontend_check.py " + " ".join(
@@ -108,24 +87,6 @@ def main() -> None:
     }
     atomic_write(Path(args.json), (json.dumps(result, indent=1) + "\n").encode())
     print(json.dumps(result["wer"], indent=1))
-
-
-def _tokenizer(whisper_dir: Path):
-    from tokenizers import Tokenizer as HFTokenizer
-
-    tok = HFTokenizer.from_file(str(whisper_dir / "tokenizer.json"))
-
-    class _Tok:
-        def convert_tokens_to_ids(self, tokens):
-            return [tok.token_to_id(t) for t in tokens]
-
-        def decode(self, ids):
-            return tok.decode(ids)
-
-        def encode(self, text):
-            return tok.encode(" " + text.strip(), add_special_tokens=False).ids
-
-    return _Tok()
 
 
 if __name__ == "__main__":

@@ -138,7 +138,8 @@ def whisper_base_dir(package_dir: Path = PACKAGE_DIR) -> Path:
 
 
 class WhisperLabeler:
-    """Greedy Whisper transcripts of short clips, each encoded alone and laid over silence."""
+    """Greedy Whisper (CTranslate2) transcripts of short clips, each encoded alone and laid over
+    silence; `encode` and `decode` are the two halves, for callers that build the encoder output."""
 
     def __init__(self, model_dir: Path, english_only: bool, threads: int = 2):
         import ctranslate2
@@ -156,18 +157,28 @@ class WhisperLabeler:
         log-mel floor, the clip's maximum minus 2, so the output is cached per floor (to 0.05)."""
         key = round(floor * 20) / 20
         if key not in self._silence:
-            self._silence[key] = self._encode(np.full((80, 3000), key, dtype=np.float32))
+            self._silence[key] = self.encode(np.full((80, 3000), key, dtype=np.float32))
         return self._silence[key]
 
-    def _encode(self, mel: np.ndarray) -> np.ndarray:
+    def encode(self, mel: np.ndarray) -> np.ndarray:
+        """log-mel [80, T] (T even) -> Whisper's encoder output [T / 2, d]."""
         import ctranslate2
 
-        out = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])), to_cpu=True)
+        out = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32)),
+                                to_cpu=True)
         return np.array(out)[0]
+
+    def decode(self, encoded: np.ndarray, repetition_penalty: float = 1.0) -> list[str]:
+        """encoder outputs [B, 1500, d] -> B greedy transcripts."""
+        import ctranslate2
+
+        results = self.model.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded, dtype=np.float32)),
+                                      [self.prompt] * len(encoded), beam_size=1, max_length=224,
+                                      repetition_penalty=repetition_penalty)
+        return [self.tokenizer.decode([t for t in r.sequences_ids[0] if t < self.text_tokens]).strip() for r in results]
 
     def transcribe(self, clips: Sequence[np.ndarray]) -> list[str]:
         """clips: 16 kHz float samples, each under MAX_CLIP_SECONDS -> one transcript each."""
-        import ctranslate2
         import torch
 
         from dualasr.pretrained import whisper_log_mel
@@ -176,14 +187,11 @@ class WhisperLabeler:
         for samples in clips:
             mel = whisper_log_mel(torch.from_numpy(samples)).T.numpy()
             n = mel.shape[1] - mel.shape[1] % 2
-            encoded = self._encode(np.ascontiguousarray(mel[:, :n]))
+            encoded = self.encode(mel[:, :n])
             spliced = self.silence(float(mel.max()) - 2.0).copy()
             spliced[: encoded.shape[0]] = encoded
             outputs.append(spliced)
-        batch = np.stack(outputs)
-        results = self.model.generate(ctranslate2.StorageView.from_array(batch), [self.prompt] * len(clips),
-                                      beam_size=1, max_length=224, repetition_penalty=1.1)
-        return [self.tokenizer.decode([t for t in r.sequences_ids[0] if t < self.text_tokens]).strip() for r in results]
+        return self.decode(np.stack(outputs), repetition_penalty=1.1)  # 1.1: no looping on a laugh
 
 
 # ---------------------------------------------------------------------------------------
@@ -206,14 +214,14 @@ def build_pseudo_set(out_dir: str | os.PathLike[str], package_dir: Path = PACKAG
         for line in labels_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
-                done[row["id"]] = row
+                done[row["name"]] = row
     clips = list(read_queen_speech(data_file))[: limit or None]
     if not clips:
         raise ValueError(f"{data_file}: no speech entries")
-    base = WhisperLabeler(whisper_base_dir(package_dir), english_only=False, threads=threads)
-    tiny = WhisperLabeler(whisper_tiny_en_path().parent, english_only=True, threads=threads)
     todo = [c for c in clips if c[0] not in done]
     t0 = time.time()
+    labelers = [(WhisperLabeler(whisper_base_dir(package_dir), english_only=False, threads=threads), "base"),
+                (WhisperLabeler(whisper_tiny_en_path().parent, english_only=True, threads=threads), "tiny")] if todo else []
     with open(labels_path, "a", encoding="utf-8") as progress, ThreadPoolExecutor(2) as pool:
         for start in range(0, len(todo), batch):
             part = todo[start:start + batch]
@@ -225,7 +233,7 @@ def build_pseudo_set(out_dir: str | os.PathLike[str], package_dir: Path = PACKAG
                     save_wav(path, x)
                 rows.append({"id": f"fotaq/{name}", "name": name, "speaker": speaker, "seconds": round(len(x) / SAMPLE_RATE, 3)})
             usable = [i for i, x in enumerate(samples) if 0.3 <= len(x) / SAMPLE_RATE <= MAX_CLIP_SECONDS]
-            for labeler, key in ((base, "base"), (tiny, "tiny")):
+            for labeler, key in labelers:
                 texts = labeler.transcribe([samples[i] for i in usable]) if usable else []
                 for i, text in zip(usable, texts):
                     rows[i][key] = text

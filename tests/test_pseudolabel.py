@@ -35,10 +35,11 @@ def test_labels_filter_and_manifest(tmp_path):
     assert all(r["reason"] in ("no speech", "digits", "disagree") for r in rows if not r["kept"])
     assert summary["dropped"]["disagree"] == sum(r["reason"] == "disagree" for r in rows)
     assert 0 < AGREEMENT_WER < 1
-    # A rerun reuses every label and writes the same manifest.
-    before = manifest.read_bytes()
+    # A rerun reuses every label (none is written again) and writes the same manifest.
+    before, labels = manifest.read_bytes(), (tmp_path / "fotaq_labels.jsonl").read_bytes()
     build_pseudo_set(tmp_path, limit=6, threads=1, batch=3)
     assert manifest.read_bytes() == before
+    assert (tmp_path / "fotaq_labels.jsonl").read_bytes() == labels
 
 
 @pytest.mark.parametrize("content", [
