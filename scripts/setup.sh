@@ -26,6 +26,8 @@ command -v RHVoice-test >/dev/null 2>&1 || need_apt+=(rhvoice)
 [ -e /usr/share/ktuberling/sounds/en.soundtheme ] || need_apt+=(ktuberling-data)
 # Real speech without transcripts, labelled by Whisper for training (dualasr/pseudolabel.py).
 [ -e /usr/share/scummvm/flight-of-the-amazon-queen/queen.1c ] || need_apt+=(flight-of-the-amazon-queen)
+[ -d /usr/share/scummvm/drascula/en ] || need_apt+=(drascula)
+[ -e /usr/share/scummvm/beneath-a-steel-sky/sky.dsk ] || need_apt+=(beneath-a-steel-sky)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
     echo "setup: need Debian packages ${need_apt[*]} (run as root or install them)" >&2; exit 1

