@@ -42,6 +42,7 @@ _MAX_CHANNELS = 8
 # Sane PCM rates. Outside them a typo (e.g. 16_000_001) would make resample_poly build a filter of
 # 10 * max(up, down) taps per side: gigabytes, a MemoryError deep inside scipy.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384_000
+SAMPLE_RATE = 16000  # what every model, data set and manifest of dualasr works at
 
 
 class AudioError(ValueError):

