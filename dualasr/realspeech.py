@@ -51,7 +51,7 @@ import numpy as np
 
 from dualasr.audio import SAMPLE_RATE, load_audio, prepare_samples, save_wav
 from dualasr.data import Utterance, write_manifest
-from dualasr.fileio import atomic_write
+from dualasr.fileio import PACKAGE_DIR, atomic_write
 from dualasr.metrics import energy_end_of_speech, wer
 from dualasr.tokenizer import normalize_text
 
@@ -65,7 +65,6 @@ __all__ = [
     "main",
 ]
 
-PACKAGE_DIR = Path(os.environ.get("DUALASR_PACKAGES", "~/.cache/dualasr/packages")).expanduser()
 # Pinned: the evaluation set must not change under us when a package is updated.
 PYPI_FILES = {
     "pocketsphinx": "pocketsphinx-5.1.1.tar.gz",

@@ -90,6 +90,8 @@ def test_recorded_labels_are_reused_without_whisper(tmp_path, monkeypatch):
         assert (row["text"], row["kept"], row["reason"]) == tuple(recorded[row["name"]][k] for k in ("text", "kept", "reason"))
         assert (tmp_path / "fotaq" / f"{row['name']}.wav").is_file()
     assert [u.text for u in load_utterances(manifest)] == [r["text"] for r in rows if r["kept"]]
+    stored = [json.loads(line)["name"] for line in (tmp_path / "fotaq_labels.jsonl").read_text().splitlines()]
+    assert sorted(stored) == sorted(row["name"] for row in rows)  # each seeded label kept for reruns, once
 
 
 @pytest.mark.parametrize("content", [
