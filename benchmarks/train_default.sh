@@ -27,6 +27,16 @@
 #     --set data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/real_train_extra.jsonl,data/pseudo/fotaq.jsonl,data/pseudo/fotaq.jsonl
 #   python benchmarks/average_checkpoints.py --float16 --out model.pt stop30.pt runs/fotaq/joint/checkpoint-latest.pt
 # (benchmarks/results/whisper_tiny_fotaq_vs_control.json; README, "More real speakers".)
+# The built-in model since stop 39: that stop-35 model (`git show bee3faf:benchmarks/resume/whisper-tiny.pt
+# > stop35.pt`) trained 1500 more steps with Beneath a Steel Sky's cast added (both games listed
+# twice), then averaged with stop35.pt, chosen on the held-out Drascula actors:
+#   python -m dualasr.pseudolabel data/pseudo --games bass --labels-from benchmarks/results/pseudolabel_bass.json
+#   OUT=runs/fb INIT=stop35.pt THREADS=1 bash benchmarks/train_default.sh --set train.max_steps=1500 \
+#     --set data.train=data/mv/train.jsonl,data/mv/real_train.jsonl,data/real/real_train_extra.jsonl,data/pseudo/fotaq.jsonl,data/pseudo/fotaq.jsonl,data/pseudo/bass.jsonl,data/pseudo/bass.jsonl
+#   python benchmarks/average_checkpoints.py --float16 --out model.pt stop35.pt runs/fb/joint/checkpoint-latest.pt
+# (The recorded run went on to step 2000 and step 1500 was its copy of checkpoint-latest.pt; the lr
+# schedule depends on the current step only, so max_steps=1500 stops at the same weights.
+# benchmarks/results/games_drascula_heldout_selection.json; README, "Drascula held out".)
 set -euo pipefail
 OUT=${OUT:-runs/default}
 python -m dualasr.corpus data/mv --recipe multivoice --num-train "${NUM_TRAIN:-12000}" --num-valid 300 \
